@@ -1,0 +1,80 @@
+"""Model configurations: a plain transformer's, and ARMD's on top of it.
+
+Every field has a default except the five that define a model's size. A config that cannot
+describe a working model (a width not divisible by the heads, more two-stream layers than layers,
+...) raises ``ValueError`` naming the field, at construction time rather than deep in a forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+ATTN_BACKENDS = ("auto", "dense", "causal", "flex")
+QUERY_STREAM_INITS = ("prefix", "token")
+
+
+def _positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(kw_only=True)
+class TransformerConfig:
+    """Size and options of a pre-LayerNorm transformer with RoPE (shared by ARMD and the baselines)."""
+
+    vocab_size: int  # number of token ids, e.g. 50257 for GPT-2 BPE (required)
+    max_len: int  # longest sequence accepted; positions are 0..max_len-1 (required)
+    n_layer: int  # number of transformer layers L (required)
+    n_head: int  # attention heads per layer (required)
+    n_embd: int  # model width d; must be divisible by n_head (required)
+    dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
+    bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 had them; they rarely help)
+    tie_weights: bool = True  # the LM head reuses the token-embedding matrix, as in GPT-2
+    mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * n_embd, as in GPT-2
+    rope_base: float = 10000.0  # RoPE frequency base (RoFormer's value)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "max_len", "n_layer", "n_head", "n_embd", "mlp_ratio"):
+            _positive_int(name, getattr(self, name))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
+                             f"(each head gets n_embd // n_head dimensions)")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} must be even: RoPE rotates "
+                             f"pairs of dimensions (change n_embd or n_head)")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.rope_base > 1.0:
+            raise ValueError(f"rope_base must be > 1, got {self.rope_base!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class ARMDConfig(TransformerConfig):
+    """An ARMD model: L2s two-stream layers, then L - L2s block-causal layers on the query stream."""
+
+    n_two_stream: int | None = None  # L2s, two-stream layers at the bottom; None -> n_layer // 2 (paper)
+    d_pe: int = 64  # width of the prefix-aggregation position table PE (Eq. 6); the paper is silent
+    attn_backend: str = "auto"  # "auto", "dense" (SDPA + bool mask), "causal" (singleton blocks), "flex" (CUDA)
+    query_stream_init: str = "prefix"  # "prefix" = Eq. 6; "token" = the naive query x_n that leaks (teaching only)
+    validate_inputs: bool = True  # check ids, positions and blocks on every call (costs host syncs on GPU)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_two_stream is None:
+            self.n_two_stream = self.n_layer // 2
+        if not isinstance(self.n_two_stream, int) or isinstance(self.n_two_stream, bool) \
+                or not 0 <= self.n_two_stream <= self.n_layer:
+            raise ValueError(f"n_two_stream must be an integer in 0..n_layer={self.n_layer}, "
+                             f"got {self.n_two_stream!r}")
+        _positive_int("d_pe", self.d_pe)
+        if self.attn_backend not in ATTN_BACKENDS:
+            raise ValueError(f"attn_backend must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}")
+        if self.query_stream_init not in QUERY_STREAM_INITS:
+            raise ValueError(f"query_stream_init must be one of {QUERY_STREAM_INITS}, "
+                             f"got {self.query_stream_init!r}")

@@ -1,0 +1,155 @@
+r"""Generation orders and block ids: which token is generated when, and with which others.
+
+ARMD rewrites masked diffusion as block-wise autoregression (paper, Eq. 2). Sort the tokens by
+their masking time :math:`\tau` in **descending** order — masked last means generated first — and
+group equal times into one block, :math:`B(n) = T - \tau(n) + 1`:
+
+.. math::  \mathcal{L} = \mathbb{E}_q \sum_t \gamma(t) \sum_{n \in \text{block } t}
+           -\log p\big(x_n \mid x_i : B(i) < B(n)\big).
+
+Every function here returns a pair ``(order, blocks)`` of int64 tensors of shape (B, N):
+
+* ``order[b, k]`` is the **original position** (0-based) of the k-th token in generation order, so
+  ``order[b]`` is a permutation of 0..N-1 and ``x.gather(1, order)`` lists the tokens in that order;
+* ``blocks[b, k] >= 1`` is the block id of that token, non-decreasing along k. Tokens of one block
+  are generated together, each conditioned only on strictly earlier blocks.
+
+The paper writes positions 1-based: its strided example for N = 8, S = 2 is
+``[1, 5, 2, 6, 3, 7, 4, 8]``; here the same order is ``[0, 4, 1, 5, 2, 6, 3, 7]``.
+
+Orders provided:
+
+* ``order_from_mask_times`` — from a masking trajectory (descending tau, ties by position);
+* ``left_to_right`` — the identity with singleton blocks (exact AR factorisation);
+* ``random_order`` — a uniformly random permutation with singleton blocks (any-order AR);
+* ``shuffle_k`` — left to right except that k randomly chosen slots are permuted among themselves
+  (the progressive permutation schedule's "k shuffled tokens"; ``window=True`` shuffles k
+  consecutive slots instead);
+* ``strided_order`` — strided block-parallel (SBP) order with S streams: the S stream heads as
+  singleton blocks, then one block of S tokens per relative position (S + N/S - 1 blocks in all).
+
+``ProgressiveSchedule`` gives k(step) of the paper's curriculum: 0 (pure left to right) for the
+first ``i_ar`` steps, then a linear ramp from 1 to ``rho`` shuffled tokens at step ``i_perm``, then flat.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def _check_size(name: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def singleton_blocks(batch: int, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Block ids 1..n for every row: each token is its own block."""
+    return torch.arange(1, n + 1, device=device).expand(batch, n).clone()  # (B, N)
+
+
+def order_from_mask_times(tau: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generation order and blocks of a masking trajectory: descending tau, B(n) = T - tau(n) + 1.
+
+    ``tau`` is (B, N) with values in 1..T (``masking.sample_mask_times``). Ties are broken by
+    original position (a stable sort), which is harmless: tokens of one block are exchangeable.
+    """
+    if tau.ndim != 2 or tau.dtype != torch.long:
+        raise ValueError(f"tau must be a (B, N) int64 tensor, got shape {tuple(tau.shape)} dtype {tau.dtype}")
+    _check_size("T", T)
+    if tau.numel() and (tau.min() < 1 or tau.max() > T):
+        raise ValueError(f"tau must lie in 1..T={T}, got values in {int(tau.min())}..{int(tau.max())}")
+    tau_sorted, order = torch.sort(tau, dim=1, descending=True, stable=True)  # (B, N) each
+    return order, T - tau_sorted + 1
+
+
+def left_to_right(batch: int, n: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The autoregressive order 0, 1, ..., n-1 with singleton blocks."""
+    _check_size("batch", batch)
+    _check_size("n", n)
+    order = torch.arange(n, device=device).expand(batch, n).clone()  # (B, N)
+    return order, singleton_blocks(batch, n, device)
+
+
+def random_order(batch: int, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uniformly random permutation per row, singleton blocks (continuous-time limit of masking)."""
+    _check_size("batch", batch)
+    _check_size("n", n)
+    # argsort of i.i.d. uniforms is a uniform permutation (ties have probability ~0 in float64)
+    order = torch.argsort(torch.rand(batch, n, generator=generator, dtype=torch.float64), dim=1)
+    return order, singleton_blocks(batch, n)
+
+
+def shuffle_k(batch: int, n: int, k: int, generator: torch.Generator | None = None,
+              window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left to right, except k slots whose positions are randomly permuted among themselves.
+
+    ``window=False``: the k slots are drawn uniformly from all n. ``window=True``: they are k
+    consecutive slots starting at a uniform offset. k = 0 or 1 gives left to right.
+    """
+    order, blocks = left_to_right(batch, n)
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n:
+        raise ValueError(f"k must be an integer in 0..n={n} (number of shuffled tokens), got {k!r}")
+    for row in range(batch):
+        if window:
+            start = int(torch.randint(0, n - k + 1, (1,), generator=generator))
+            slots = torch.arange(start, start + k)
+        else:
+            slots = torch.randperm(n, generator=generator)[:k]
+        order[row, slots] = order[row, slots[torch.randperm(k, generator=generator)]]
+    return order, blocks
+
+
+def strided_order(n: int, streams: int, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strided block-parallel order: S streams of n/S consecutive positions, interleaved.
+
+    Phase 1 generates the S stream heads one at a time (blocks 1..S); phase 2 generates, for each
+    relative position j = 1..n/S-1, the S tokens {x_j^(1..S)} as one block (block S + j).
+    n = 8, S = 2 gives order [0, 4, 1, 5, 2, 6, 3, 7] and blocks [1, 2, 3, 3, 4, 4, 5, 5].
+    """
+    _check_size("n", n)
+    _check_size("streams", streams)
+    _check_size("batch", batch)
+    if n % streams:
+        raise ValueError(f"streams={streams} must divide n={n}: each stream holds n/S positions "
+                         f"(pad the sequence or pick S among the divisors of n)")
+    length = n // streams
+    rel = torch.arange(length).repeat_interleave(streams)  # (N,) relative position j of each slot
+    stream = torch.arange(streams).repeat(length)  # (N,) stream s of each slot
+    order = stream * length + rel
+    blocks = torch.where(rel == 0, stream + 1, streams + rel)
+    return order.expand(batch, n).clone(), blocks.expand(batch, n).clone()
+
+
+@dataclass
+class ProgressiveSchedule:
+    """The paper's progressive permutation curriculum: k(step) shuffled tokens per sequence."""
+
+    i_ar: int  # steps of pure left-to-right training (paper, OWT: 9_000)
+    i_perm: int  # step at which k reaches rho (paper, OWT: 48_000)
+    rho: int  # final number of shuffled tokens (paper: 32 at N = 1024, about 3 %)
+    window: bool = False  # shuffle k consecutive slots instead of k random ones (our variant)
+
+    def __post_init__(self):
+        _check_size("i_ar", self.i_ar, 0)
+        _check_size("rho", self.rho, 0)
+        if not isinstance(self.i_perm, int) or self.i_perm < self.i_ar:
+            raise ValueError(f"i_perm must be an integer >= i_ar={self.i_ar}, got {self.i_perm!r}")
+
+    def k(self, step: int) -> int:
+        """Number of shuffled tokens at a (0-based) training step."""
+        if step < self.i_ar:
+            return 0
+        if step >= self.i_perm or self.rho <= 1:
+            return self.rho
+        frac = (step - self.i_ar) / (self.i_perm - self.i_ar)  # in [0, 1)
+        return 1 + int(frac * (self.rho - 1))
+
+    def sample(self, step: int, batch: int, n: int,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Orders and (singleton) blocks for one training batch at ``step``."""
+        k = self.k(step)
+        if k > n:
+            raise ValueError(f"rho={self.rho} exceeds the sequence length n={n}: scale rho with n "
+                             f"(the paper's rho=32 is for n=1024)")
+        return shuffle_k(batch, n, k, generator, window=self.window)

@@ -1,0 +1,50 @@
+r"""A plain transformer over the same building blocks: causal (GPT) or bidirectional (MDM-style).
+
+.. math::  p_\theta(x) = \prod_n p_\theta(x_n \mid x_{<n}) \quad\text{(causal)},\qquad
+           p_\theta(z_j \mid x_t) \text{ for every position at once} \quad\text{(bidirectional)}
+
+It shares ``layers.Block`` with ARMD, so any speed or quality difference between them comes from
+ARMD's two streams and masks, not from a different implementation. The benchmarks use it as the
+"same-size plain transformer"; the training issue builds the AR and MDM baselines on it.
+Positions are 0..M-1 (RoPE); no BOS is added here — callers that need one prepend it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .attention import AttentionMask
+from .config import TransformerConfig
+from .layers import Block, init_weights
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig, causal: bool = True):
+        super().__init__()
+        self.cfg, self.is_causal = cfg, causal
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        init_weights(self, cfg.n_layer)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, M) int64 -> logits (B, M, vocab_size)."""
+        if tokens.ndim != 2 or tokens.dtype != torch.long:
+            raise ValueError(f"tokens must be a (B, M) int64 tensor, got shape {tuple(tokens.shape)} "
+                             f"dtype {tokens.dtype}")
+        B, M = tokens.shape
+        if M > self.cfg.max_len:
+            raise ValueError(f"sequence length M={M} exceeds max_len={self.cfg.max_len}")
+        pos = torch.arange(M, device=tokens.device).expand(B, M)  # (B, M)
+        mask = AttentionMask.causal() if self.is_causal else AttentionMask.full()
+        h = self.drop(self.wte(tokens))  # (B, M, D)
+        for block in self.blocks:
+            h = block(h, pos, mask)
+        return self.lm_head(self.ln_f(h))  # (B, M, V)

@@ -1,0 +1,96 @@
+r"""Strict causality in ARMD: prefix aggregation (Eq. 6) and the two-stream layer (Eq. 7).
+
+**Why a strict mask alone is not enough.** If token n's query were computed from its own input
+x_n, then even with the strictly causal mask M^sc its output would depend on x_n — the token it
+must predict. ARMD's query stream therefore never reads x_n: it starts from a summary of the
+earlier blocks only.
+
+**Prefix aggregation (Eq. 6).** With token embeddings X (one row per token), a learned position
+table PE (rows indexed by original position) and the strictly causal mask,
+
+.. math::  G^0 = \big((\widehat{PE}\,\widehat{PE}^\top) \odot M^{sc}\big)\, X,
+           \qquad g^0_n = \sum_{i:\,B(i) < B(n)} \langle PE_{pos(n)}, PE_{pos(i)} \rangle\, x_i .
+
+This is unnormalised linear attention, so it has a recurrent form with a (d_pe, D) state:
+:math:`S \leftarrow S + PE_{pos(i)} x_i^\top` when token i is committed, and
+:math:`g^0_n = S^\top PE_{pos(n)}` — O(1) work per generated token (``PrefixAggregation.update/read``).
+The sum is kept exact (no normalisation), as in the paper.
+
+**Two-stream layer (Eq. 7).** One set of weights, two streams; keys and values always come from
+the content stream X:
+
+.. math::  X^{l} = \mathrm{Attn}(W_q X^{l-1}, W_k X^{l-1}, W_v X^{l-1};\, M^{c}),\qquad
+           G^{l} = \mathrm{Attn}(W_q G^{l-1}, W_k X^{l-1}, W_v X^{l-1};\, M^{sc}).
+
+Each stream is a full pre-LN block (attention then MLP) with LayerNorms, MLP and projections
+shared. X^l at row i depends on blocks <= B(i); G^l at row n reads X only from blocks < B(n), so
+G^l_n depends on blocks < B(n) alone: strictly causal at every depth. The X update of the last
+two-stream layer is never used, so it is skipped (``update_content=False``).
+
+BOS: the content stream carries a BOS row (block 0, position 0) that every query may see, so no
+query-stream row is ever empty; the query stream has one row per real token and no BOS row.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .attention import AttentionMask
+from .layers import Block
+
+
+class PrefixAggregation(nn.Module):
+    """G^0 from token embeddings: sum over earlier blocks, weighted by <PE_pos(n), PE_pos(i)>."""
+
+    def __init__(self, n_positions: int, d_pe: int):
+        super().__init__()
+        self.pe = nn.Embedding(n_positions, d_pe)  # PE table over (internal) positions, BOS included
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # std 1/sqrt(d_pe): <PE_a, PE_a> ~ 1 and <PE_a, PE_b> ~ +-1/sqrt(d_pe), so at initialisation
+        # g^0 is a mild, position-dependent mix of the earlier embeddings (not ~0, not exploding)
+        nn.init.normal_(self.pe.weight, mean=0.0, std=1.0 / math.sqrt(self.pe.embedding_dim))
+
+    def forward(self, x: torch.Tensor, pos_x: torch.Tensor, pos_q: torch.Tensor,
+                visible: torch.Tensor | None) -> torch.Tensor:
+        """Parallel form. x (B, Mk, D) embeddings, pos_x (B, Mk), pos_q (B, Mq) positions,
+        visible (B, Mq, Mk) bool = M^sc, or None for the top-left triangle (singleton blocks)."""
+        weights = self.pe(pos_q) @ self.pe(pos_x).transpose(1, 2)  # (B, Mq, Mk)
+        weights = torch.tril(weights) if visible is None else weights * visible
+        return weights @ x  # (B, Mq, D)
+
+    def init_state(self, x: torch.Tensor) -> torch.Tensor:
+        """An empty recurrent state S (B, d_pe, D) for embeddings shaped like x (B, *, D)."""
+        return x.new_zeros(x.shape[0], self.pe.embedding_dim, x.shape[-1])
+
+    def update(self, state: torch.Tensor, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Commit tokens: S + sum_i PE_pos(i) x_i^T. x (B, K, D), pos (B, K) -> (B, d_pe, D)."""
+        return state + self.pe(pos).transpose(1, 2) @ x
+
+    def read(self, state: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """g^0 for query positions pos (B, K) given everything committed so far: (B, K, D)."""
+        return self.pe(pos) @ state
+
+
+class TwoStreamLayer(Block):
+    """A pre-LN block whose weights serve both streams (Eq. 7); queries of G, keys/values of X."""
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor, pos_x: torch.Tensor, pos_g: torch.Tensor,
+                mask_content: AttentionMask, mask_query: AttentionMask, update_content: bool = True):
+        """x (B, Mx, D) content stream, g (B, Mg, D) query stream -> (x', g') with the same shapes.
+
+        With ``update_content=False`` the content stream is returned unchanged (last layer).
+        """
+        h_x = self.ln_1(x)
+        if update_content:
+            q_x, k, v = self.attn.qkv(h_x, pos_x)  # three (B, H, Mx, hd)
+        else:
+            k, v = self.attn.kv(h_x, pos_x)
+        q_g = self.attn.query(self.ln_1(g), pos_g)  # (B, H, Mg, hd): same W_q, other stream
+        g = self.finish(g, self.attn.attend(q_g, k, v, mask_query))
+        if update_content:
+            x = self.finish(x, self.attn.attend(q_x, k, v, mask_content))
+        return x, g
