@@ -98,6 +98,11 @@ class AttentionMask:
         if self.kind == "full":
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         if self.kind == "causal":
+            # top-left causal: query i sees keys 0..i, so keys past Mq are never seen. Dropping them
+            # gives the square pattern that FlashAttention requires for is_causal (ARMD's query
+            # stream has Mq = M queries over Mk = M + 1 keys, BOS included).
+            m_q = q.shape[-2]
+            k, v = k[..., :m_q, :], v[..., :m_q, :]
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         if self.kind == "dense":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=self.dense, dropout_p=dropout_p)

@@ -59,7 +59,12 @@ def armd_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor 
 
 def t_pass_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor,
                 per_token: bool = False) -> torch.Tensor:
-    """Reference: one forward call per block b, fed only the tokens of blocks <= b, scoring block b."""
+    """Reference: one forward call per block b, fed only the tokens of blocks <= b, scoring block b.
+
+    Like an MDM step, each call also holds block b's own tokens, so agreement with ``armd_loss``
+    proves that later blocks do not leak into earlier predictions; that a token cannot see itself
+    or its block-mates is a separate property (``tests/test_model.py``, strict causality).
+    """
     check_loss_inputs(x, order, blocks)
     tokens = x.gather(1, order)  # (B, N) in generation order
     rows = []
