@@ -27,6 +27,7 @@ from .attention import AttentionMask, resolve_backend, singleton_sorted
 from .config import ARMDConfig
 from .layers import Block, init_weights
 from .masks import block_mask
+from .permutation import singleton_blocks
 from .two_stream import PrefixAggregation, TwoStreamLayer
 
 
@@ -68,7 +69,7 @@ class ARMD(nn.Module):
         B, M = tokens.shape
         if blocks is None:
             singleton = True
-            blocks = torch.arange(1, M + 1, device=tokens.device).expand(B, M)
+            blocks = singleton_blocks(B, M, tokens.device)
         else:
             singleton = cfg.attn_backend in ("auto", "causal") and singleton_sorted(blocks)
         backend = resolve_backend(cfg.attn_backend, singleton, tokens.device)
