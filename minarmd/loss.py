@@ -41,7 +41,7 @@ def check_loss_inputs(x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor
                          "build it with minarmd.permutation")
 
 
-def _token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(B, M, V) logits, (B, M) targets -> (B, M) negative log-likelihoods."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # softmax over 50k entries in half precision is too coarse
@@ -53,7 +53,7 @@ def armd_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor 
     """Single pass: every block scored given the earlier blocks, in one forward call."""
     check_loss_inputs(x, order, blocks)
     tokens = x.gather(1, order)  # (B, N) in generation order
-    nll = _token_nll(model(tokens, order, blocks), tokens)  # (B, N)
+    nll = token_nll(model(tokens, order, blocks), tokens)  # (B, N)
     return nll if per_token else nll.mean()
 
 
@@ -75,7 +75,7 @@ def t_pass_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tenso
             start, end = end, end + count
             prefix = slice(row, row + 1), slice(0, end)  # this row, blocks <= b only
             logits = model(tokens[prefix], order[prefix], blocks[prefix])  # (1, end, V)
-            pieces.append(_token_nll(logits[:, start:end], tokens[row:row + 1, start:end])[0])
+            pieces.append(token_nll(logits[:, start:end], tokens[row:row + 1, start:end])[0])
         rows.append(torch.cat(pieces))  # (N,)
     nll = torch.stack(rows)  # (B, N)
     return nll if per_token else nll.mean()

@@ -1,11 +1,11 @@
-"""The `python -m minarmd` demo: it runs, teaches every section, and its losses agree."""
+"""The `python -m minarmd.demo` demo: it runs, teaches every section, and its losses agree."""
 import re
 import subprocess
 import sys
 
 import pytest
 
-from minarmd.__main__ import main
+from minarmd.demo import main
 
 SECTIONS = ("1. A sentence", "2. Masking trajectory", "3. Generation order", "4. Attention masks",
             "5. One forward pass", "What next")
@@ -53,14 +53,14 @@ def test_bad_arguments_are_clean_errors(capsys, argv, message):
 
 
 def test_module_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "minarmd", "--sentence", "Hello, world!"],
+    proc = subprocess.run([sys.executable, "-m", "minarmd.demo", "--sentence", "Hello, world!"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "OK:" in proc.stdout and max(differences(proc.stdout)) <= 1e-10
 
 
 def test_disagreement_exits_nonzero(monkeypatch):
-    import minarmd.__main__ as demo
+    import minarmd.demo as demo
 
     reference = demo.t_pass_loss
 
