@@ -6,20 +6,45 @@ The public API is deliberately small (notebooks and later code depend on it):
     model = ARMD(ARMDConfig(vocab_size=256, max_len=64, n_layer=4, n_head=4, n_embd=128))
     logits = model(tokens, pos, blocks)           # (B, M, V), all in generation order
 
+    from minarmd import make_config, load_model, load_data
+    from minarmd.train import train
+    from minarmd.evaluate import evaluate
+    train(make_config("tiny", model="armd", max_steps=600, out="runs/armd"))   # or model="ar" / "mdm"
+    model, cfg, tok = load_model("runs/armd/ckpt.pt")
+    evaluate(model, load_data("shakespeare").eval_windows(128, 64))   # {protocol: Estimate}
+
 One concept per module: ``masking`` (forward process), ``permutation`` (orders and blocks),
 ``masks`` (M^c, M^sc), ``attention`` (backends), ``layers`` (transformer block),
-``two_stream`` (Eq. 6-7), ``model`` (ARMD), ``transformer`` (plain baseline), ``loss``.
+``two_stream`` (Eq. 6-7), ``model`` (ARMD), ``transformer`` (plain baseline), ``loss``;
+``ar`` and ``mdm`` (the baselines), ``tokenizer``, ``corpus``, ``synthetic``, ``openwebtext``,
+``data``, ``zeroshot``, ``checkpoint``, ``train``, ``evaluate``, ``sampler``, ``compare``.
 """
+from .ar import GPT, ar_loss
 from .config import ARMDConfig, TransformerConfig
 from .loss import armd_loss, t_pass_loss
 from .masking import alpha_schedule, sample_mask_times
 from .masks import block_causal_mask, strictly_causal_mask, to_original_order
+from .mdm import MDM, mdm_loss
 from .model import ARMD
 from .permutation import (ProgressiveSchedule, left_to_right, order_from_mask_times, random_order,
                           shuffle_k, strided_order)
+from .tokenizer import get_tokenizer
 from .transformer import Transformer
 
 __version__ = "0.1.0"
+
+# Imported on first use: these modules also run as scripts (python -m minarmd.train, ...), and
+# importing them here would load them twice under "-m".
+# (``train`` and ``evaluate`` are module names too: import those functions from their modules.)
+_LAZY = {"load_data": "data", "estimate": "evaluate", "TrainConfig": "train", "make_config": "train",
+         "load_model": "train"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'minarmd' has no attribute {name!r}")
 
 __all__ = [
     "ARMD", "ARMDConfig", "Transformer", "TransformerConfig",
@@ -28,4 +53,6 @@ __all__ = [
     "order_from_mask_times", "left_to_right", "random_order", "shuffle_k", "strided_order",
     "ProgressiveSchedule",
     "block_causal_mask", "strictly_causal_mask", "to_original_order",
+    "GPT", "ar_loss", "MDM", "mdm_loss",
+    "load_data", "get_tokenizer", "TrainConfig", "make_config", "load_model", "estimate",
 ]

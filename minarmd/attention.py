@@ -45,18 +45,25 @@ def singleton_sorted(blocks: torch.Tensor) -> bool:
     return bool((blocks[:, 1:] > blocks[:, :-1]).all())
 
 
-def resolve_backend(name: str, singleton: bool, device: torch.device) -> str:
+FLEX_MIN_HEAD_DIM = 16  # compiled FlexAttention on CUDA rejects smaller heads (NotImplementedError)
+
+
+def resolve_backend(name: str, singleton: bool, device: torch.device, head_dim: int = 64) -> str:
     """Turn a configured backend name (maybe "auto") into the one that will run, or explain why not."""
+    flex_ok = device.type != "cuda" or head_dim >= FLEX_MIN_HEAD_DIM
     if name == "auto":
         if singleton:
             return "causal"
-        return "flex" if device.type == "cuda" and flex_available() else "dense"
+        return "flex" if device.type == "cuda" and flex_available() and flex_ok else "dense"
     if name == "causal" and not singleton:
         raise ValueError("attn_backend='causal' needs singleton blocks (strictly increasing block ids); "
                          "use attn_backend='dense' or 'auto' for multi-token blocks")
     if name == "flex" and not flex_available():
         raise ValueError(f"attn_backend='flex' needs torch >= 2.5 (installed: {torch.__version__}); "
                          "use attn_backend='dense'")
+    if name == "flex" and not flex_ok:
+        raise ValueError(f"attn_backend='flex' on CUDA needs head_dim = n_embd // n_head >= {FLEX_MIN_HEAD_DIM}, "
+                         f"got {head_dim}; use attn_backend='dense' or 'auto', or fewer heads")
     return name
 
 

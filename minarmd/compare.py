@@ -5,6 +5,7 @@ first experiments. Every number is measured by this run and names its protocol.
     python -m minarmd.compare --experiment copy        # sanity run: copy task, L=4, L2s=2, T=8
     python -m minarmd.compare --experiment l2s         # L2s in {L/4, L/2, L} at equal steps
     python -m minarmd.compare --experiment structured  # verse, prose and code: AR vs MDM vs ARMD
+    python -m minarmd.compare --experiment pe_init     # ARMD's PE init: 1/sqrt(d_pe) vs 0.02
 
 The claim under test (paper, Table 1): ARMD's exact left-to-right NLL is close to AR's (within
 ~5 %), and ARMD is clearly below the MDM bound at equal steps. Each run writes ``table.md`` and
@@ -102,7 +103,7 @@ def copy_sanity(out: Path, steps: int, draws: int) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m minarmd.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiment", default="table", choices=("table", "copy", "l2s", "structured"))
+    parser.add_argument("--experiment", default="table", choices=("table", "copy", "l2s", "structured", "pe_init"))
     parser.add_argument("--data", nargs="+", default=None, help="datasets (default per experiment)")
     parser.add_argument("--models", nargs="+", default=["ar", "mdm", "armd"], choices=("ar", "mdm", "armd"))
     parser.add_argument("--preset", default="tiny")
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for l2s in (1, 2, 4):  # L/4, L/2, L at L = 4
             rows.append(run_one(out / f"armd-l2s{l2s}", **common, model="armd", preset=args.preset,
                                 data=(args.data or ["shakespeare"])[0], n_layer=4, n_two_stream=l2s,
+                                max_steps=args.max_steps))
+    elif args.experiment == "pe_init":
+        for std in (0.125, 0.02):  # 0.125 = 1/sqrt(64), the unit-scale start
+            rows.append(run_one(out / f"armd-pe{std}", **common, model="armd", preset=args.preset,
+                                data=(args.data or ["shakespeare"])[0], pe_init_std=std,
                                 max_steps=args.max_steps))
     else:
         default = ["shakespeare", "markov"] if args.experiment == "table" else ["shakespeare", "bible", "python"]

@@ -60,6 +60,7 @@ class ARMDConfig(TransformerConfig):
 
     n_two_stream: int | None = None  # L2s, two-stream layers at the bottom; None -> n_layer // 2 (paper)
     d_pe: int = 64  # width of the prefix-aggregation position table PE (Eq. 6); the paper is silent
+    pe_init_std: float = 0.02  # PE init; 0.02 starts G^0 near 0 (1/sqrt(d_pe) trained ~2x slower, README)
     attn_backend: str = "auto"  # "auto", "dense" (SDPA + bool mask), "causal" (singleton blocks), "flex" (CUDA)
     query_stream_init: str = "prefix"  # "prefix" = Eq. 6; "token" = the naive query x_n that leaks (teaching only)
     validate_inputs: bool = True  # check ids, positions and blocks on every call (costs host syncs on GPU)
@@ -73,6 +74,8 @@ class ARMDConfig(TransformerConfig):
             raise ValueError(f"n_two_stream must be an integer in 0..n_layer={self.n_layer}, "
                              f"got {self.n_two_stream!r}")
         _positive_int("d_pe", self.d_pe)
+        if not self.pe_init_std > 0:
+            raise ValueError(f"pe_init_std must be > 0, got {self.pe_init_std!r}")
         if self.attn_backend not in ATTN_BACKENDS:
             raise ValueError(f"attn_backend must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}")
         if self.query_stream_init not in QUERY_STREAM_INITS:

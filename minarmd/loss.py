@@ -45,7 +45,10 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(B, M, V) logits, (B, M) targets -> (B, M) negative log-likelihoods."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # softmax over 50k entries in half precision is too coarse
-    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    B, M, V = logits.shape
+    # flattened (B*M, V): the (B, V, M) "spatial" layout runs a kernel that was 60 % of a GPT-2-small
+    # training step on an H200
+    return F.cross_entropy(logits.reshape(B * M, V), targets.reshape(B * M), reduction="none").view(B, M)
 
 
 def armd_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor | None = None,

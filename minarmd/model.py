@@ -40,13 +40,13 @@ class ARMD(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.bos = nn.Parameter(torch.zeros(cfg.n_embd))  # BOS embedding (not a vocabulary entry)
         self.drop = nn.Dropout(cfg.dropout)
-        self.prefix = PrefixAggregation(cfg.max_len + 1, cfg.d_pe)  # +1: BOS has position 0
+        self.prefix = PrefixAggregation(cfg.max_len + 1, cfg.d_pe, cfg.pe_init_std)  # +1: BOS at 0
         self.two_stream = nn.ModuleList(TwoStreamLayer(cfg) for _ in range(cfg.n_two_stream))
         self.causal = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer - cfg.n_two_stream))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         init_weights(self, cfg.n_layer)
-        self.prefix.reset_parameters()  # its own scale, not GPT-2's 0.02
+        self.prefix.reset_parameters()  # its own scale (cfg.pe_init_std)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
 
@@ -72,7 +72,7 @@ class ARMD(nn.Module):
             blocks = singleton_blocks(B, M, tokens.device)
         else:
             singleton = cfg.attn_backend in ("auto", "causal") and singleton_sorted(blocks)
-        backend = resolve_backend(cfg.attn_backend, singleton, tokens.device)
+        backend = resolve_backend(cfg.attn_backend, singleton, tokens.device, cfg.head_dim)
 
         zeros = torch.zeros(B, 1, dtype=torch.long, device=tokens.device)
         pos_g = pos + 1  # (B, M) internal positions of the real tokens (BOS is 0)

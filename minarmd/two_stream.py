@@ -44,15 +44,17 @@ from .layers import Block
 class PrefixAggregation(nn.Module):
     """G^0 from token embeddings: sum over earlier blocks, weighted by <PE_pos(n), PE_pos(i)>."""
 
-    def __init__(self, n_positions: int, d_pe: int):
+    def __init__(self, n_positions: int, d_pe: int, init_std: float | None = None):
         super().__init__()
         self.pe = nn.Embedding(n_positions, d_pe)  # PE table over (internal) positions, BOS included
+        self.init_std = 1.0 / math.sqrt(d_pe) if init_std is None else init_std
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # std 1/sqrt(d_pe): <PE_a, PE_a> ~ 1 and <PE_a, PE_b> ~ +-1/sqrt(d_pe), so at initialisation
-        # g^0 is a mild, position-dependent mix of the earlier embeddings (not ~0, not exploding)
-        nn.init.normal_(self.pe.weight, mean=0.0, std=1.0 / math.sqrt(self.pe.embedding_dim))
+        # std 1/sqrt(d_pe) (the default here) makes <PE_a, PE_a> ~ 1: g^0 starts as a unit-scale,
+        # random +- mix of the prefix. ARMD models pass ARMDConfig.pe_init_std = 0.02 instead, which
+        # starts g^0 near 0 and trains much faster (README, "Choices where the paper is silent")
+        nn.init.normal_(self.pe.weight, mean=0.0, std=self.init_std)
 
     def forward(self, x: torch.Tensor, pos_x: torch.Tensor, pos_q: torch.Tensor,
                 visible: torch.Tensor | None) -> torch.Tensor:

@@ -54,6 +54,10 @@ def test_auto_picks_causal_for_singletons_and_dense_otherwise_on_cpu():
     assert attention.resolve_backend("auto", False, dev) == "dense"
     with pytest.raises(ValueError, match="attn_backend='causal'"):
         attention.resolve_backend("causal", False, dev)
+    cuda = torch.device("cuda")  # no GPU needed: only the rule is checked
+    assert attention.resolve_backend("auto", False, cuda, head_dim=8) == "dense"
+    with pytest.raises(ValueError, match="head_dim"):
+        attention.resolve_backend("flex", False, cuda, head_dim=8)
     _, causal = pair("causal")
     x, order, blocks = multi_token_blocks(2, 10, 0)
     with pytest.raises(ValueError, match="singleton"):
@@ -76,10 +80,10 @@ def test_cuda_flex_and_causal_match_dense():
     torch.backends.cuda.matmul.allow_tf32 = False
     x, order, blocks = multi_token_blocks(4, 128, 2)
     tokens, order, blocks = x.gather(1, order).cuda(), order.cuda(), blocks.cuda()
-    dense, flexible = pair("flex", device="cuda", max_len=128)
+    dense, flexible = pair("flex", device="cuda", max_len=128, n_embd=64)  # head_dim 32 >= 16
     with torch.no_grad():
         assert (dense(tokens, order, blocks) - flexible(tokens, order, blocks)).abs().max() <= 1e-5
-    dense, causal = pair("causal", device="cuda", max_len=128)
+    dense, causal = pair("causal", device="cuda", max_len=128, n_embd=64)
     order, blocks = permutation.random_order(4, 128)
     order, blocks = order.cuda(), blocks.cuda()
     tokens = x.cuda().gather(1, order)
