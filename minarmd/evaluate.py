@@ -16,8 +16,8 @@ The protocols measure different things. Left to right, ARMD's conditionals defin
 distribution and "l2r" is its exact -log p(x). The NELBOs average over orders; if the model's
 conditionals in every order came from one joint, each would equal that -log p(x) — they differ
 exactly as much as the model is inconsistent across orders, so they are reported side by side.
-Perplexity = exp(nats); bits/char = nats / ln 2 / (chars per
-token) when the character count is known.
+Perplexity = exp(nats); bits/char = nats / ln 2 / (chars per token) when the character count is
+known. ``zero_shot`` evaluates a GPT-2-BPE model on the paper's zero-shot sets (``zeroshot.py``).
 """
 from __future__ import annotations
 
@@ -143,19 +143,19 @@ def evaluate(model, windows: torch.Tensor, protocols: tuple[str, ...] | None = N
 
 
 def zero_shot(model, name: str, n: int, data_files=None, max_windows: int | None = None,
-              protocol: str | None = None, **kwargs) -> Estimate:
+              protocol: str | None = None, cache_dir: str | None = None, **kwargs) -> Estimate:
     """Zero-shot perplexity of a GPT-2-BPE model on a set from ``zeroshot.ZERO_SHOT``.
 
-    Documents are detokenised, GPT-2 encoded with EOS after each, packed, and cut into
-    non-overlapping windows of n tokens (the remainder is dropped).
+    Documents (detokenised by ``zeroshot.load_zero_shot``) are GPT-2 encoded with EOS after each,
+    packed, and cut into non-overlapping windows of n tokens (the remainder is dropped).
     """
     from .tokenizer import GPT2Tokenizer
-    from .zeroshot import detokenize, load_zero_shot
+    from .zeroshot import load_zero_shot
 
     tok = GPT2Tokenizer()
     ids: list[int] = []
-    for doc in load_zero_shot(name, data_files=data_files):
-        ids += tok.encode(detokenize(name, doc)) + [tok.eot_token]
+    for doc in load_zero_shot(name, data_files=data_files, cache_dir=cache_dir):
+        ids += tok.encode(doc) + [tok.eot_token]
     count = len(ids) // n
     if count == 0:
         raise ValueError(f"zero-shot set {name!r} has {len(ids)} tokens, fewer than one window of n={n}")

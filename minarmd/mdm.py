@@ -53,8 +53,7 @@ class MDM(nn.Module):
 
     def forward(self, x_t: torch.Tensor) -> torch.Tensor:
         """x_t (B, N) int64, ids in 0..V (V = [MASK]) -> logits (B, N, V) over the real tokens."""
-        if not torch.compiler.is_compiling():  # the checks sync with the GPU and break graphs
-            check_tokens(x_t, self.cfg.vocab_size + 1, self.cfg.max_len)
+        check_tokens(x_t, self.cfg.vocab_size + 1, self.cfg.max_len)
         return self.net(x_t)[..., :self.cfg.vocab_size]  # (B, N, V)
 
     def log_probs(self, x_t: torch.Tensor) -> torch.Tensor:

@@ -74,3 +74,16 @@ def test_bad_evaluation_requests():
         estimate(model, torch.zeros(2, 30, dtype=torch.long), "l2r")
     with pytest.raises(ValueError, match="ARMD, GPT or MDM"):
         estimate(torch.nn.Linear(2, 2), WINDOWS, "l2r")
+
+
+def test_zero_shot_on_a_local_stand_in_file(tmp_path):
+    """The WikiText2 path end to end, offline: local file -> detokenised -> GPT-2 BPE -> windows."""
+    from minarmd.evaluate import zero_shot
+
+    (tmp_path / "wiki.txt").write_text(" = Title = \n \n The river is 1 @,@ 000 km long . \n" * 20)
+    torch.manual_seed(0)
+    gpt = GPT(TransformerConfig(vocab_size=50257, max_len=16, n_layer=1, n_head=2, n_embd=16))
+    est = zero_shot(gpt, "wikitext2", 16, data_files=str(tmp_path / "wiki.txt"), cache_dir=str(tmp_path / "c"))
+    assert est.protocol == "l2r" and math.log(50257) - 0.5 < est.nats < math.log(50257) + 0.5  # untrained
+    with pytest.raises(ValueError, match="fewer than one window"):
+        zero_shot(gpt, "wikitext2", 16 * 1000, data_files=str(tmp_path / "wiki.txt"), cache_dir=str(tmp_path / "c"))
