@@ -1,6 +1,6 @@
 """``python -m minarmd``: train a tiny ARMD on the embedded Shakespeare, evaluate it, sample from it.
 
-Everything runs offline on the CPU (about 4 minutes on 2 cores at the default 500 steps):
+Everything runs offline on the CPU (about 4 minutes on 2 cores at the default 600 steps):
 
 1. train the ``tiny`` preset (4 layers, width 128, character level, N = 128) with the progressive
    permutation schedule — a progress bar shows loss and tokens/s;
@@ -28,7 +28,7 @@ from .train import load_model, make_config, train
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m minarmd", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-steps", type=int, default=500, help="training steps (tiny preset)")
+    parser.add_argument("--max-steps", type=int, default=600, help="training steps (tiny preset)")
     parser.add_argument("--out", default="runs/quickstart", help="run directory (overwritten)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-windows", type=int, default=64, help="validation windows of 128 characters")
