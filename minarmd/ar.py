@@ -13,14 +13,12 @@ The BOS row is cut from the output logits: the model never predicts BOS.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn as nn
 
 from .config import TransformerConfig
 from .loss import token_nll
-from .transformer import Transformer
+from .transformer import with_extra_token
 
 
 class GPT(nn.Module):
@@ -28,11 +26,9 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if not isinstance(cfg, TransformerConfig):
-            raise ValueError(f"cfg must be a TransformerConfig, got {type(cfg).__name__}")
+        self.net = with_extra_token(cfg, causal=True)
         self.cfg = cfg
         self.bos_id = cfg.vocab_size  # the extra embedding row
-        self.net = Transformer(replace(cfg, vocab_size=cfg.vocab_size + 1), causal=True)
 
     def num_params(self) -> int:
         return self.net.num_params()

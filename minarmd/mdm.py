@@ -24,15 +24,13 @@ The estimate is reported per token (divided by N), like every NLL in minarmd.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn as nn
 
 from .ar import check_tokens
 from .config import TransformerConfig
 from .loss import token_nll
-from .transformer import Transformer
+from .transformer import with_extra_token
 
 T_MIN = 1e-3  # smallest masking time sampled (MDLM's sampling_eps)
 
@@ -42,11 +40,9 @@ class MDM(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if not isinstance(cfg, TransformerConfig):
-            raise ValueError(f"cfg must be a TransformerConfig, got {type(cfg).__name__}")
+        self.net = with_extra_token(cfg, causal=False)
         self.cfg = cfg
         self.mask_id = cfg.vocab_size  # the extra embedding row
-        self.net = Transformer(replace(cfg, vocab_size=cfg.vocab_size + 1), causal=False)
 
     def num_params(self) -> int:
         return self.net.num_params()

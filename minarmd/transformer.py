@@ -10,6 +10,8 @@ Positions are 0..M-1 (RoPE); no BOS is added here — callers that need one prep
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn as nn
 
@@ -48,3 +50,10 @@ class Transformer(nn.Module):
         for block in self.blocks:
             h = block(h, pos, mask)
         return self.lm_head(self.ln_f(h))  # (B, M, V)
+
+
+def with_extra_token(cfg: TransformerConfig, causal: bool) -> Transformer:
+    """A Transformer over ids 0..vocab_size: the extra id vocab_size is BOS (AR) or [MASK] (MDM)."""
+    if not isinstance(cfg, TransformerConfig):
+        raise ValueError(f"cfg must be a TransformerConfig, got {type(cfg).__name__}")
+    return Transformer(replace(cfg, vocab_size=cfg.vocab_size + 1), causal=causal)

@@ -9,7 +9,7 @@ from minarmd.ar import GPT, ar_loss
 from minarmd.config import TransformerConfig
 from minarmd.loss import armd_loss
 from minarmd.mdm import MDM
-from minarmd.permutation import left_to_right, random_order, strided_order
+from minarmd.permutation import random_order, strided_order
 from minarmd.sampler import draw, sample_armd, sample_ar, sample_mdm
 
 V, N, DRAWS = 3, 3, 6000

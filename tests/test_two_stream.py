@@ -3,7 +3,7 @@
 import torch
 
 from conftest import make_model
-from minarmd import masks, permutation
+from minarmd import masks
 from minarmd.attention import AttentionMask
 from minarmd.config import ARMDConfig
 from minarmd.layers import Block
