@@ -4,7 +4,7 @@ Everything runs offline on the CPU (about 4 minutes on 2 cores at the default 60
 
 1. train the ``tiny`` preset (4 layers, width 128, character level, N = 128) with the progressive
    permutation schedule — a progress bar shows loss and tokens/s;
-2. evaluate on held-out plays under three protocols: exact left-to-right NLL, NELBO under random
+2. evaluate on held-out texts under three protocols: exact left-to-right NLL, NELBO under random
    orders, NELBO under T = 8 masking trajectories (nats/token and bits/char);
 3. print samples: left to right, in a random order, and strided block-parallel with S = 2 and 4
    (S + N/S - 1 network calls instead of N), each with its wall time.
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{summary['train_time_s']:.0f} s ({summary['tokens_per_s']:.0f} tokens/s); "
           f"final train loss {summary['final_train_loss']:.3f} nats/char")
 
-    print("\n2. Validation (held-out plays), every number with its protocol")
+    print("\n2. Validation (held-out texts), every number with its protocol")
     model, _, tok = load_model(f"{args.out}/ckpt.pt")
     data = load_data("shakespeare")
     windows = data.eval_windows(cfg.seq_len, args.eval_windows)
