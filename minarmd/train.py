@@ -117,10 +117,15 @@ class TrainConfig:
         bad = [s for s in self.sbp_streams if s < 1 or self.seq_len % s]
         if self.order == "sbp" and (bad or not self.sbp_streams):
             raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
-        ProgressiveSchedule(self.i_ar, self.i_perm, self.rho, self.window)  # validates them
+        self.schedule  # builds (and so validates) the progressive schedule
         alpha_schedule(self.mask_schedule, self.mask_T)  # validates them
         if self.order == "progressive" and self.rho > self.seq_len:
             raise ValueError(f"rho={self.rho} exceeds seq_len={self.seq_len}; scale rho with seq_len")
+
+    @property
+    def schedule(self) -> ProgressiveSchedule:
+        """The progressive permutation schedule these fields describe."""
+        return ProgressiveSchedule(self.i_ar, self.i_perm, self.rho, self.window)
 
 
 PRESETS = {
@@ -172,7 +177,7 @@ def training_loss(model, cfg: TrainConfig, x: torch.Tensor, step: int, gen: torc
         return mdm_loss(model, x, gen)
     B, N = x.shape
     if cfg.order == "progressive":
-        order, blocks = ProgressiveSchedule(cfg.i_ar, cfg.i_perm, cfg.rho, cfg.window).sample(step, B, N, gen)
+        order, blocks = cfg.schedule.sample(step, B, N, gen)
     elif cfg.order == "sbp":
         S = cfg.sbp_streams[int(torch.randint(len(cfg.sbp_streams), (1,), generator=gen))]
         order, blocks = strided_order(N, S, B)
@@ -387,7 +392,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
             rec = {"step": completed, "loss": total, "lr": lr, "grad_norm": float(norm),
                    "tokens_per_s": tokens_per_step / dt, "dt": dt}
             if cfg.model == "armd" and cfg.order == "progressive":
-                rec["k"] = ProgressiveSchedule(cfg.i_ar, cfg.i_perm, cfg.rho, cfg.window).k(step)
+                rec["k"] = cfg.schedule.k(step)
             write(rec)
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
