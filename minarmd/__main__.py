@@ -6,8 +6,10 @@ Everything runs offline on the CPU (about 4 minutes on 2 cores at the default 60
    permutation schedule — a progress bar shows loss and tokens/s;
 2. evaluate on held-out texts under three protocols: exact left-to-right NLL, NELBO under random
    orders, NELBO under T = 8 masking trajectories (nats/token and bits/char);
-3. print samples: left to right, in a random order, and strided block-parallel with S = 2 and 4
-   (S + N/S - 1 network calls instead of N), each with its wall time.
+3. print samples with the KV cache: left to right (S = 1), strided block-parallel with S = 2 and 4
+   (S + N/S - 1 network calls instead of N) and in a random order, each with its calls and wall
+   time, beside S = 1 without the cache; then one infilling example: a held-out passage with its
+   middle removed, filled in given the text on both sides.
 
 The run directory (``--out``, default ``runs/quickstart``) keeps the checkpoint, the metrics log and
 the loss curve. ``python -m minarmd.demo`` is the earlier one-sentence walk-through of the method.
@@ -21,8 +23,7 @@ import torch
 
 from .data import load_data
 from .evaluate import evaluate
-from .permutation import random_order, strided_order
-from .sampler import sample_armd
+from .sampler import FREE, generate
 from .train import load_model, make_config, train
 
 
@@ -52,18 +53,29 @@ def main(argv: list[str] | None = None) -> dict:
     for est in results.values():
         print(f"   {est.describe()}, {est.bits_per_char(data.chars_per_token):.3f} bits/char")
 
-    print("\n3. Samples (plain sampler, no KV cache yet)")
+    print("\n3. Samples (KV cache; strided block-parallel with S streams: S + N/S - 1 calls)")
     n, gen = args.sample_len, torch.Generator().manual_seed(args.seed)
-    orders = {"left to right": None, "random order": random_order(1, n, gen),
-              "strided, S=2": strided_order(n, 2), "strided, S=4": strided_order(n, 4)}
+    runs = {"left to right, S=1": dict(), "strided, S=2": dict(streams=2), "strided, S=4": dict(streams=4),
+            "random order, S=1": dict(order="random"), "left to right, S=1, no KV cache": dict(cache=False)}
     samples = {}
-    for name, ob in orders.items():
+    for name, kwargs in runs.items():
         t0 = time.perf_counter()
-        x = sample_armd(model, 1, n, *(ob or (None, None)), generator=gen)
-        calls = n if ob is None else int(ob[1].max())
+        out = generate(model, n, generator=gen, **kwargs)
         dt = time.perf_counter() - t0
-        samples[name] = tok.decode(x[0].tolist())
-        print(f"--- {name}: {calls} network calls, {dt:.2f} s ---\n{samples[name]}\n")
+        samples[name] = tok.decode(out.tokens[0].tolist())
+        print(f"--- {name}: {out.calls} network calls, {dt:.2f} s ---\n{samples[name]}\n")
+
+    print("4. Infilling: a held-out passage with its middle removed (marked [...]), filled in by ARMD")
+    passage = data.eval_windows(n, 8)[-1]  # (n,) token ids: the 8th held-out window
+    keep = n // 3  # given on each side; the middle third is generated
+    template = passage.clone()[None]
+    template[:, keep:n - keep] = FREE
+    filled = generate(model, template=template, generator=gen).tokens[0]
+    left, right = tok.decode(passage[:keep].tolist()), tok.decode(passage[n - keep:].tolist())
+    print(f"--- given ---\n{left}[...]{right}\n--- original middle ---\n{tok.decode(passage[keep:n - keep].tolist())}")
+    print(f"--- ARMD's middle ---\n{tok.decode(filled[keep:n - keep].tolist())}\n")
+    assert torch.equal(filled[:keep], passage[:keep]) and torch.equal(filled[n - keep:], passage[n - keep:])
+    samples["infilling"] = tok.decode(filled.tolist())
     print(f"Checkpoint, metrics and loss curve: {args.out}/ (ckpt.pt, metrics.jsonl, loss.png)")
     return {"summary": summary, "results": results, "samples": samples}
 

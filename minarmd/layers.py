@@ -28,20 +28,24 @@ from .config import TransformerConfig
 class RotaryEmbedding(nn.Module):
     """Rotate pairs of dimensions (i, i + hd/2) by angle pos * base^(-2i/hd)."""
 
-    def __init__(self, head_dim: int, base: float):
+    def __init__(self, head_dim: int, base: float, n_positions: int):
         super().__init__()
         self.head_dim, self.base = head_dim, base
+        # cos/sin tables for positions 0..n_positions-1, computed once in float64: every layer of
+        # every pass (and every decoding step) needs them. Not saved in checkpoints (persistent=False).
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
+        angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * inv_freq  # (P, hd/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x (B, H, M, hd), pos (B, M) integer positions -> rotated x, same shape and dtype."""
-        # angles in float64 for float64 models, else float32 (never in bf16: positions up to 1024
-        # times a frequency need more than bf16's 8 bits of mantissa)
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        inv_freq = self.base ** (-torch.arange(0, self.head_dim, 2, dtype=dtype, device=x.device) / self.head_dim)
-        angles = pos[:, None, :, None].to(dtype) * inv_freq  # (B, 1, M, hd/2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        # the tables stay float64 unless the model is cast (model.float() rounds them once); bf16
+        # activations rotate with float32 values: pos * freq needs more than bf16's 8-bit mantissa
+        dtype = x.dtype if x.dtype in (torch.float64, torch.float32) else torch.float32
+        cos, sin = self.cos[pos][:, None].to(dtype), self.sin[pos][:, None].to(dtype)  # (B, 1, M, hd/2)
         x1, x2 = x.chunk(2, dim=-1)  # (B, H, M, hd/2) each
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -52,7 +56,7 @@ class Attention(nn.Module):
         self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused W_q, W_k, W_v
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # W_o
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base)
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base, cfg.max_len + 1)  # +1: ARMD's BOS
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 

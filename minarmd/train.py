@@ -143,6 +143,9 @@ PRESETS = {
                        ckpt_every=2000, bf16=True, compile=True),
 }
 
+# fields that fix the network's parameters (a checkpoint loads only into the same values)
+SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe")
+
 # fields that may change when resuming; everything else must match the checkpoint
 RESUMABLE = {"max_steps", "out", "eval_every", "ckpt_every", "device", "compile", "data_dir", "eval_windows"}
 
@@ -316,7 +319,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
         records = _read_metrics(metrics_path, start)
     elif cfg.init_from:
         init = load_checkpoint(cfg.init_from)
-        raw_model.load_state_dict(init["ema"] or init["model"])
+        try:
+            raw_model.load_state_dict(init["ema"] or init["model"])
+        except RuntimeError as err:  # another model kind or shape: say which settings differ
+            saved = init.get("config", {})
+            diffs = [f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in SHAPE_FIELDS
+                     if k in saved and saved[k] != getattr(cfg, k)]
+            raise ValueError(f"init_from={cfg.init_from} holds a model this config cannot load"
+                             f"{': ' + ', '.join(diffs) if diffs else ''}; use the same model settings "
+                             f"(finetune_sbp copies them for you)") from err
     ema = EMA(raw_model, cfg.ema) if cfg.ema > 0 else None
     if resume and ema is not None:
         ema.state = {k: v.to(device) for k, v in ckpt["ema_raw"].items()}
@@ -419,6 +430,29 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
             "final_train_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
             "final_val": final_val[-1] if final_val else None, "protocol": protocol,
             "out": str(out), "num_params": raw_model.num_params()}
+
+
+def finetune_sbp(init_from: str | Path, out: str | Path, max_steps: int = 400, streams=(1, 2, 4),
+                 lr: float = 3e-4, overwrite: bool = False, on_step=None, **overrides) -> dict:
+    """SBP fine-tuning (paper, §3.1): continue a trained ARMD on strided block-parallel orders.
+
+    The model, data and batch settings are copied from the checkpoint. Each step draws S uniformly
+    from ``streams`` (``training_loss``: the S run heads as singleton blocks, then one block per
+    relative position, as in generation). The learning rate is a constant ``lr`` after 20 warm-up
+    steps. ``overrides`` change any other TrainConfig field. Returns ``train``'s summary; the
+    fine-tuned model is ``out/ckpt.pt``.
+    """
+    saved = load_checkpoint(init_from)["config"]
+    if saved.get("model") != "armd":
+        raise ValueError(f"init_from={init_from} holds a {saved.get('model')!r} model; SBP fine-tuning "
+                         f"needs an ARMD checkpoint (trained with model='armd')")
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in saved.items() if k in names}
+    values.update(order="sbp", init_from=str(init_from), out=str(out), max_steps=max_steps,
+                  sbp_streams=tuple(streams), lr=lr, lr_decay="constant", warmup=min(20, max_steps),
+                  ema=0.0)
+    values.update(overrides)
+    return train(TrainConfig(**values), overwrite=overwrite, on_step=on_step)
 
 
 def _arg_parser() -> argparse.ArgumentParser:

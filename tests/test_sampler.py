@@ -1,4 +1,4 @@
-"""The plain (uncached) samplers draw from the distributions the models define."""
+"""The samplers draw from the distributions the models define, with or without the KV cache."""
 import itertools
 
 import pytest
@@ -9,8 +9,8 @@ from minarmd.ar import GPT, ar_loss
 from minarmd.config import TransformerConfig
 from minarmd.loss import armd_loss
 from minarmd.mdm import MDM
-from minarmd.permutation import random_order, strided_order
-from minarmd.sampler import draw, sample_armd, sample_ar, sample_mdm
+from minarmd.permutation import random_order, singleton_blocks
+from minarmd.sampler import FREE, draw, generate, make_template, plan, sample_ar, sample_mdm
 
 V, N, DRAWS = 3, 3, 6000
 
@@ -22,50 +22,207 @@ def empirical_vs_model(samples, logp):
     0.5 * sum sqrt(p(1-p)/n) <= 0.5 * sqrt(27/6000) = 0.034; 0.06 leaves room, and a sampler
     that ignores the context (tested below) is off by far more.
     """
-    seqs = torch.tensor(list(itertools.product(range(V), repeat=N)))
     index = (samples * torch.tensor([V * V, V, 1])).sum(1)
     freq = torch.bincount(index, minlength=V ** N).double() / samples.shape[0]
-    return 0.5 * float((freq - logp.exp()).abs().sum()), seqs
+    return 0.5 * float((freq - logp.exp()).abs().sum())
 
 
-def test_armd_sampler_matches_the_model_in_any_order():
-    model = make_model(vocab_size=V, max_len=N)
+SEQS = torch.tensor(list(itertools.product(range(V), repeat=N)))  # all 27 sequences
+
+
+def sharp_armd(n=N, vocab=V, **kw):
+    model = make_model(vocab_size=vocab, max_len=n, **kw)
     with torch.no_grad():
         model.wte.weight.mul_(40)  # sharpen the untrained model's (tied) logits: far from uniform
-    seqs = torch.tensor(list(itertools.product(range(V), repeat=N)))
-    gen = torch.Generator().manual_seed(0)
-    order, blocks = random_order(1, N, torch.Generator().manual_seed(5))
-    o, b = order.expand(DRAWS, N), blocks.expand(DRAWS, N)
-    samples = sample_armd(model, DRAWS, N, o, b, generator=gen)
+    return model
+
+
+def armd_logp(model, order):
+    o = order.expand(len(SEQS), N)
     with torch.no_grad():
-        logp = -armd_loss(model, seqs, order.expand(len(seqs), N), blocks.expand(len(seqs), N),
-                          per_token=True).sum(1)
-    tv, _ = empirical_vs_model(samples, logp)
-    assert tv < 0.06
-    uniform = torch.randint(0, V, (DRAWS, N), generator=gen)  # the check rejects a wrong sampler
-    assert empirical_vs_model(uniform, logp)[0] > 0.06
+        return -armd_loss(model, SEQS, o, singleton_blocks(len(SEQS), N), per_token=True).sum(1)
 
 
-def test_ar_sampler_matches_the_model():
+@pytest.mark.parametrize("cache", [True, False])
+def test_armd_sampler_matches_the_model_in_a_given_order(cache):
+    model = sharp_armd()
+    order, _ = random_order(1, N, torch.Generator().manual_seed(5))
+    samples = generate(model, N, DRAWS, order=order[0], generator=torch.Generator().manual_seed(0),
+                       cache=cache).tokens
+    logp = armd_logp(model, order)
+    assert empirical_vs_model(samples, logp) < 0.06
+    uniform = torch.randint(0, V, (DRAWS, N), generator=torch.Generator().manual_seed(0))
+    assert empirical_vs_model(uniform, logp) > 0.06  # the check rejects a wrong sampler
+
+
+def test_random_order_sampler_is_the_mixture_over_orders():
+    # order="random" draws a uniform order per row, so samples follow the average of the 6 joints
+    model = sharp_armd()
+    samples = generate(model, N, DRAWS, order="random", generator=torch.Generator().manual_seed(0)).tokens
+    mixture = torch.stack([armd_logp(model, torch.tensor([p])).exp()
+                           for p in itertools.permutations(range(N))]).mean(0)
+    assert empirical_vs_model(samples, mixture.log()) < 0.06
+    assert empirical_vs_model(samples, armd_logp(model, torch.tensor([[2, 1, 0]]))) > 0.06
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_ar_sampler_matches_the_model(cache):
     torch.manual_seed(0)
     model = GPT(TransformerConfig(vocab_size=V, max_len=N, n_layer=2, n_head=2, n_embd=16)).double()
-    samples = sample_ar(model, DRAWS, N, generator=torch.Generator().manual_seed(1))
-    seqs = torch.tensor(list(itertools.product(range(V), repeat=N)))
     with torch.no_grad():
-        logp = -ar_loss(model, seqs, per_token=True).sum(1)
-    assert empirical_vs_model(samples, logp)[0] < 0.06
+        model.net.wte.weight.mul_(40)
+    samples = sample_ar(model, N, DRAWS, generator=torch.Generator().manual_seed(1), cache=cache).tokens
+    with torch.no_grad():
+        logp = -ar_loss(model, SEQS, per_token=True).sum(1)
+    assert empirical_vs_model(samples, logp) < 0.06
 
 
-def test_strided_and_mdm_samplers_fill_every_position():
-    model = make_model(vocab_size=V, max_len=8)
-    x = sample_armd(model, 2, 8, *strided_order(8, 2, 2), generator=torch.Generator().manual_seed(0))
-    assert x.shape == (2, 8) and x.min() >= 0 and x.max() < V
+@pytest.mark.parametrize("streams,order", [(1, "l2r"), (1, "random"), (2, "l2r"), (4, "l2r")])
+def test_cached_and_uncached_armd_samples_are_identical(streams, order):
+    # float64 logits agree to ~1e-15, so the same generator gives the same draws
+    model = sharp_armd(n=16, vocab=13)
+    runs = [generate(model, 16, 3, streams=streams, order=order, generator=torch.Generator().manual_seed(7),
+                     cache=cache) for cache in (True, False)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].calls == runs[1].calls
+
+
+def test_ar_cached_and_uncached_samples_are_identical():
+    torch.manual_seed(0)
+    model = GPT(TransformerConfig(vocab_size=13, max_len=16, n_layer=2, n_head=2, n_embd=16)).double()
+    runs = [sample_ar(model, 16, 3, prompt=[1, 2, 3], generator=torch.Generator().manual_seed(7), cache=c)
+            for c in (True, False)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens) and (runs[0].tokens[:, :3] == torch.tensor([1, 2, 3])).all()
+
+
+@pytest.mark.parametrize("streams", [1, 2, 4, 8])
+def test_every_position_is_generated_once_with_the_expected_calls(streams):
+    model = make_model(vocab_size=13, max_len=16)
+    out = generate(model, 16, 2, streams=streams, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.order.sort(dim=1).values, torch.arange(16).expand(2, 16))
+    assert out.calls == streams + 16 // streams - 1 if streams > 1 else out.calls == 16
+    assert int(out.blocks.max()) == out.calls and out.tokens.min() >= 0 and out.tokens.max() < 13
+
+
+def test_one_stream_is_sequential_left_to_right():
+    model = make_model(vocab_size=13, max_len=16)
+    a = generate(model, 16, 2, streams=1, generator=torch.Generator().manual_seed(3))
+    b = generate(model, 16, 2, order=torch.arange(16), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.order, torch.arange(16).expand(2, 16))
+
+
+@pytest.mark.parametrize("streams", [1, 2, 3])
+def test_given_tokens_stay_and_come_first(streams):
+    model = make_model(vocab_size=13, max_len=16)
+    template = make_template(16, 2, prompt=[5, 6, 7], suffix=[8, 9, 10, 11, 12, 0])
+    template[1, 5] = 4  # scattered given tokens: same count per row
+    template[0, 6] = 4
+    out = generate(model, template=template, streams=streams, generator=torch.Generator().manual_seed(0))
+    given = template != FREE
+    assert torch.equal(out.tokens[given], template[given]) and (out.tokens >= 0).all()
+    assert (given.gather(1, out.order[:, :10])).all()  # the 10 given positions open the order
+    assert out.calls == (6 if streams == 1 else streams + 6 // streams - 1)
+
+
+def test_strided_plan_matches_the_paper_example():
+    order, blocks = plan(make_template(8), streams=2)
+    assert order[0].tolist() == [0, 4, 1, 5, 2, 6, 3, 7] and blocks[0].tolist() == [1, 2, 3, 3, 4, 4, 5, 5]
+    order, blocks = plan(make_template(10, prompt=[1, 2]), streams=2)  # strided over the 8 free positions
+    assert order[0].tolist() == [0, 1, 2, 6, 3, 7, 4, 8, 5, 9]
+    assert blocks[0].tolist() == [1, 2, 3, 4, 5, 5, 6, 6, 7, 7]
+
+
+def test_mdm_sampler_fills_every_position_and_keeps_given_tokens():
     torch.manual_seed(0)
     mdm = MDM(TransformerConfig(vocab_size=V, max_len=8, n_layer=2, n_head=2, n_embd=16))
-    y = sample_mdm(mdm, 2, 8, steps=4, generator=torch.Generator().manual_seed(0))
-    assert y.shape == (2, 8) and (y != mdm.mask_id).all()
+    out = sample_mdm(mdm, 8, 2, steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.tokens.shape == (2, 8) and (out.tokens != mdm.mask_id).all() and 1 <= out.calls <= 4
+    template = make_template(8, 2, prompt=[2, 1])
+    kept = sample_mdm(mdm, template=template, generator=torch.Generator().manual_seed(0))
+    assert (kept.tokens[:, :2] == torch.tensor([2, 1])).all() and kept.calls <= 6
 
 
-def test_draw_rejects_bad_temperature():
-    with pytest.raises(ValueError, match="temperature"):
-        draw(torch.zeros(2, 3), temperature=0.0)
+def test_mdm_sampler_matches_the_model_with_one_step():
+    # with a single step every token is revealed at once from p(x_n | all masked): a product law
+    torch.manual_seed(0)
+    mdm = MDM(TransformerConfig(vocab_size=V, max_len=N, n_layer=2, n_head=2, n_embd=16)).double()
+    with torch.no_grad():
+        mdm.net.wte.weight.mul_(40)
+    samples = sample_mdm(mdm, N, DRAWS, steps=1, generator=torch.Generator().manual_seed(0)).tokens
+    with torch.no_grad():
+        logp1 = torch.log_softmax(mdm(torch.full((1, N), mdm.mask_id)), -1)[0]  # (N, V)
+    logp = logp1[torch.arange(N), SEQS].sum(1)
+    assert empirical_vs_model(samples, logp) < 0.06
+
+
+def test_top_k_and_top_p_keep_the_right_tokens():
+    logits = torch.tensor([0.5, 0.3, 0.2]).log().expand(20000, 3)
+    gen = torch.Generator().manual_seed(0)
+    assert (draw(logits, top_k=1, generator=gen) == 0).all()
+    x = draw(logits, top_p=0.6, generator=gen)  # keeps {0.5, 0.3}: renormalised 0.625 / 0.375
+    freq = torch.bincount(x, minlength=3).double() / len(x)
+    # binomial std of a frequency from 20000 draws is sqrt(.625 * .375 / 20000) = 0.0034: 0.015 is 4.4 std
+    assert freq[2] == 0 and abs(freq[0] - 0.625) < 0.015
+    y = draw(logits, top_k=2, temperature=0.5, generator=gen)  # p^2: .25, .09 -> .735 / .265
+    freq = torch.bincount(y, minlength=3).double() / len(y)
+    assert freq[2] == 0 and abs(freq[0] - 0.25 / 0.34) < 0.015
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n=16, streams=3), "must divide"),
+    (dict(template=torch.tensor([[3, 4, 5, 6]])), "nothing to generate"),
+    (dict(n=16, temperature=0.0), "temperature"),
+    (dict(n=16, temperature=-1.0), "temperature"),
+    (dict(n=16, top_p=0.0), "top_p"),
+    (dict(n=16, top_p=1.5), "top_p"),
+    (dict(n=16, top_k=0), "top_k"),
+    (dict(n=32), "max_len"),
+    (dict(template=torch.tensor([[3, 99, FREE, FREE]])), "vocab"),
+    (dict(template=torch.tensor([[3, FREE, FREE, FREE], [FREE, FREE, FREE, FREE]])), "same number"),
+    (dict(n=16, order="backwards"), "order"),
+    (dict(n=4, order=torch.tensor([0, 0, 1, 2])), "permutation"),
+])
+def test_bad_input_gets_a_clear_error(kwargs, match):
+    model = make_model(vocab_size=13, max_len=16)
+    with pytest.raises(ValueError, match=match):
+        generate(model, **kwargs)
+
+
+def test_a_prompt_longer_than_n_is_refused():
+    with pytest.raises(ValueError, match="prompt"):
+        make_template(8, prompt=list(range(9)))
+    torch.manual_seed(0)
+    gpt = GPT(TransformerConfig(vocab_size=13, max_len=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="prompt"):
+        sample_ar(gpt, 8, prompt=list(range(8)))
+    with pytest.raises(ValueError, match="vocab"):
+        sample_ar(gpt, 8, prompt=[1, 13])
+
+
+def test_each_sampler_names_the_one_a_model_needs():
+    torch.manual_seed(0)
+    gpt = GPT(TransformerConfig(vocab_size=13, max_len=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="use sample_ar"):
+        generate(gpt, 8)
+    with pytest.raises(ValueError, match="use generate"):
+        sample_mdm(make_model(vocab_size=13, max_len=8), 8)
+
+
+def test_sampling_runs_without_dropout_and_restores_the_training_mode():
+    model = make_model(vocab_size=13, max_len=16, dropout=0.5).train()
+    a = generate(model, 16, 2, generator=torch.Generator().manual_seed(0))
+    assert model.training  # restored
+    b = generate(model.eval(), 16, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.tokens, b.tokens)  # dropout was off while sampling
+
+
+def test_samples_are_ordinary_tensors_that_can_train_a_model():
+    # the samplers run under torch.inference_mode; their outputs must still work with autograd
+    model = make_model(vocab_size=13, max_len=16)
+    torch.manual_seed(0)
+    gpt = GPT(TransformerConfig(vocab_size=13, max_len=16, n_layer=1, n_head=2, n_embd=16))
+    mdm = MDM(TransformerConfig(vocab_size=13, max_len=16, n_layer=1, n_head=2, n_embd=16))
+    gen = torch.Generator().manual_seed(0)
+    for out in (generate(model, 16, 2, generator=gen), sample_ar(gpt, 16, 2, generator=gen),
+                sample_mdm(mdm, 16, 2, generator=gen)):
+        assert not out.tokens.is_inference()
+        ar_loss(gpt, out.tokens).backward()

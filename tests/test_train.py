@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minarmd.checkpoint import CheckpointError
-from minarmd.train import build_model, learning_rate, load_model, main, make_config, train
+from minarmd.train import build_model, finetune_sbp, learning_rate, load_model, main, make_config, train
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=12,
              warmup=3, eval_every=6, eval_windows=4, ckpt_every=5, i_ar=2, i_perm=8, rho=4)
@@ -85,6 +85,20 @@ def test_sbp_fine_tuning_starts_from_a_checkpoint(tmp_path):
     tuned, _, _ = load_model(tmp_path / "sbp" / "ckpt.pt")
     for a, b in zip(base.parameters(), tuned.parameters()):
         assert torch.allclose(a, b, atol=1e-6)  # lr ~ 0: the weights came from the base run
+
+
+def test_finetune_sbp_copies_the_model_settings_and_trains_on_strided_orders(tmp_path):
+    train(make_config(out=str(tmp_path / "base"), **SMALL))
+    summary = finetune_sbp(tmp_path / "base" / "ckpt.pt", tmp_path / "sbp", max_steps=3, streams=(2, 4))
+    tuned, cfg, _ = load_model(tmp_path / "sbp" / "ckpt.pt")
+    assert (cfg.order, cfg.sbp_streams, cfg.n_embd, cfg.seq_len) == ("sbp", (2, 4), 32, 32)
+    assert summary["steps"] == 3 and cfg.init_from == str(tmp_path / "base" / "ckpt.pt")
+    with pytest.raises(ValueError, match="needs an ARMD checkpoint"):
+        train(make_config(out=str(tmp_path / "ar"), model="ar", **{**SMALL, "max_steps": 1}))
+        finetune_sbp(tmp_path / "ar" / "ckpt.pt", tmp_path / "x")
+    with pytest.raises(ValueError, match="n_embd=32"):  # a config that cannot load those weights
+        train(make_config(out=str(tmp_path / "wide"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
+                          **{**SMALL, "n_embd": 64}))
 
 
 def test_learning_rate_schedule():
