@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"--- {name}: {out.calls} network calls, {dt:.2f} s ---\n{samples[name]}\n")
 
     print("4. Infilling: a held-out passage with its middle removed (marked [...]), filled in by ARMD")
-    passage = data.eval_windows(n, 8)[-1]  # (n,) token ids: the 8th held-out window
+    passage = data.eval_windows(n, 100)[-1]  # (n,) ids: the 100th held-out window (a dialogue)
     keep = n // 3  # given on each side; the middle third is generated
     template = passage.clone()[None]
     template[:, keep:n - keep] = FREE
