@@ -1,6 +1,6 @@
 """``python -m minarmd``: train a tiny ARMD on the embedded Shakespeare, evaluate it, sample from it.
 
-Everything runs offline on the CPU (about 4 minutes on 2 cores at the default 600 steps):
+Everything runs offline on the CPU (3 to 4 minutes on 2 cores at the default 600 steps):
 
 1. train the ``tiny`` preset (4 layers, width 128, character level, N = 128) with the progressive
    permutation schedule — a progress bar shows loss and tokens/s;
