@@ -436,7 +436,7 @@ def finetune_sbp(init_from: str | Path, out: str | Path, max_steps: int = 400, s
                  lr: float = 3e-4, overwrite: bool = False, on_step=None, **overrides) -> dict:
     """SBP fine-tuning (paper, §3.1): continue a trained ARMD on strided block-parallel orders.
 
-    The model, data and batch settings are copied from the checkpoint. Each step draws S uniformly
+    The model, data, batch and EMA settings are copied from the checkpoint. Each step draws S uniformly
     from ``streams`` (``training_loss``: the S run heads as singleton blocks, then one block per
     relative position, as in generation). The learning rate is a constant ``lr`` after 20 warm-up
     steps. ``overrides`` change any other TrainConfig field. Returns ``train``'s summary; the
@@ -449,8 +449,7 @@ def finetune_sbp(init_from: str | Path, out: str | Path, max_steps: int = 400, s
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in saved.items() if k in names}
     values.update(order="sbp", init_from=str(init_from), out=str(out), max_steps=max_steps,
-                  sbp_streams=tuple(streams), lr=lr, lr_decay="constant", warmup=min(20, max_steps),
-                  ema=0.0)
+                  sbp_streams=tuple(streams), lr=lr, lr_decay="constant", warmup=min(20, max_steps))
     values.update(overrides)
     return train(TrainConfig(**values), overwrite=overwrite, on_step=on_step)
 
