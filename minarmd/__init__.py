@@ -23,7 +23,9 @@ One concept per module: ``masking`` (forward process), ``permutation`` (orders a
 ``ar`` and ``mdm`` (the baselines), ``tokenizer``, ``corpus``, ``synthetic``, ``openwebtext``,
 ``data``, ``zeroshot``, ``checkpoint``, ``train``, ``evaluate``, ``cache`` (KV caches),
 ``sampler`` (any-order, SBP, infilling; AR and MDM samplers), ``quality`` (generative perplexity),
-``compare``.
+``compare``. For the course (``notebooks/``, ``exercises/``): ``viz`` (pure plotting functions),
+``widgets`` (the mask explorer, the sampler stepper) and ``check`` (``check("02.1", fn)``, the
+exercises' checkers); import them as modules, ``from minarmd import viz, widgets``.
 """
 from .ar import GPT, ar_loss
 from .config import ARMDConfig, TransformerConfig
