@@ -1,8 +1,8 @@
 r"""Pictures of the method: pure plotting functions that take tensors and return a Figure.
 
 Every function builds a ``matplotlib.figure.Figure`` directly (not through pyplot), so nothing is
-global and nothing is shown until a notebook displays the returned object (a Figure as the last
-expression of a cell displays once). The widgets (``widgets.py``) redraw these same figures, and
+global and nothing is shown until a notebook displays the returned object: a figure as the last
+expression of a cell displays once, as a PNG, whatever the matplotlib backend (``Picture``). The widgets (``widgets.py``) redraw these same figures, and
 the tests inspect their axes, images and texts.
 
 What each picture shows (row n = the attending token, column i = the attended one):
@@ -30,6 +30,13 @@ from .masks import block_causal_mask, blocks_in_original_order, strictly_causal_
 DPI = 80  # small PNGs keep the committed notebooks light
 MASK_COLORS = ListedColormap(["#f4f4f4", "#2b6cb0"])  # False (may not attend), True (may attend)
 BLOCK_COLORS = colormaps["tab20"]  # block b gets colour (b - 1) % 20
+
+
+class Picture(Figure):
+    """A Figure that displays itself as a PNG in any IPython front end, with or without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_png(self)
 
 
 def _one_row(name: str, value, n: int | None = None) -> torch.Tensor:
@@ -72,7 +79,7 @@ def mask_figure(mask, row_labels: list[str], col_labels: list[str] | None = None
         raise ValueError(f"mask must be (N, N) or (1, N, N), got shape {tuple(mask.shape)}")
     cols = row_labels if col_labels is None else col_labels
     size = 1.2 + 0.28 * max(len(cols), 4)
-    fig = Figure(figsize=(size, size), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(size, size), dpi=DPI, layout="constrained")
     _draw_mask(fig.add_subplot(), mask.bool(), list(row_labels), list(cols), title)
     return fig
 
@@ -91,7 +98,7 @@ def masks_figure(tokens: list[str], order, blocks) -> Figure:
     orig_labels = [f"{tok}\u00b7{int(b)}" for tok, b in zip(tokens, by_position.tolist())]
     mc, msc = block_causal_mask(blocks[None]), strictly_causal_mask(blocks[None])  # (1, N, N) each
     size = 2.0 + 0.22 * max(n, 6)
-    fig = Figure(figsize=(2 * size, 2 * size), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(2 * size, 2 * size), dpi=DPI, layout="constrained")
     axes = fig.subplots(2, 2)
     starts = _block_starts(blocks)
     _draw_mask(axes[0, 0], mc[0], gen_labels, gen_labels, "$M^c$ (block-causal), generation order", starts)
@@ -110,7 +117,7 @@ def order_figure(tokens: list[str], order, blocks) -> Figure:
     order, blocks = _one_row("order", order, n), _one_row("blocks", blocks, n)
     slot = torch.argsort(order)  # (N,) generation slot of each original position
     by_position = blocks.gather(0, slot)  # (N,) block of each original position
-    fig = Figure(figsize=(max(4.0, 0.6 * n), 1.7), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(max(4.0, 0.6 * n), 1.7), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for p, tok in enumerate(tokens):
         b = int(by_position[p])
@@ -135,7 +142,7 @@ def trajectory_figure(tokens: list[str], tau, T: int) -> Figure:
     tau = _one_row("tau", tau, n)
     if tau.numel() and (tau.min() < 1 or tau.max() > T):
         raise ValueError(f"tau must lie in 1..T={T}, got values in {int(tau.min())}..{int(tau.max())}")
-    fig = Figure(figsize=(max(4.0, 0.45 * n + 1), 0.32 * (T + 1) + 1.0), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(max(4.0, 0.45 * n + 1), 0.32 * (T + 1) + 1.0), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     shown = (tau[None, :] > torch.arange(T + 1)[:, None])  # (T+1, N): visible in x_t
     ax.imshow(shown.to(torch.int64).numpy(), cmap=ListedColormap(["#333333", "#fdf6e3"]), vmin=0, vmax=1,
@@ -152,7 +159,7 @@ def trajectory_figure(tokens: list[str], tau, T: int) -> Figure:
 
 def schedules_figure(T: int, kinds: tuple[str, ...] = SCHEDULES) -> Figure:
     """alpha_t (left) and P(tau = t) = alpha_{t-1} - alpha_t (right) for each schedule."""
-    fig = Figure(figsize=(8, 2.8), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(8, 2.8), dpi=DPI, layout="constrained")
     left, right = fig.subplots(1, 2)
     t = torch.arange(T + 1)
     for kind in kinds:
@@ -172,7 +179,7 @@ def matrix_figure(values, row_labels: list[str], col_labels: list[str], title: s
     if values.ndim != 2 or values.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"values must be ({len(row_labels)}, {len(col_labels)}) to match the labels, "
                          f"got shape {tuple(values.shape)}")
-    fig = Figure(figsize=(1.5 + 0.3 * len(col_labels), 1.0 + 0.3 * len(row_labels)), dpi=DPI,
+    fig = Picture(figsize=(1.5 + 0.3 * len(col_labels), 1.0 + 0.3 * len(row_labels)), dpi=DPI,
                  layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(values.numpy(), cmap=cmap, interpolation="nearest")
@@ -186,7 +193,7 @@ def matrix_figure(values, row_labels: list[str], col_labels: list[str], title: s
 def curves_figure(curves: dict[str, tuple[list, list]], xlabel: str = "step", ylabel: str = "loss",
                   title: str = "") -> Figure:
     """Several (x, y) curves on one axis, e.g. training losses of AR, MDM and ARMD."""
-    fig = Figure(figsize=(6, 3), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(6, 3), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for name, (x, y) in curves.items():
         if len(x) != len(y):
@@ -213,7 +220,7 @@ def generation_figure(tokens: list[str], order, blocks, step: int, width: int = 
     newest = int(block_ids[step - 1]) if step else None
     by_position = blocks.gather(0, torch.argsort(order))  # (N,) block of each original position
     rows = (n + width - 1) // width
-    fig = Figure(figsize=(max(4.5, 0.24 * min(n, width) + 0.6), 0.32 * rows + 0.7), dpi=DPI, layout="constrained")
+    fig = Picture(figsize=(max(4.5, 0.24 * min(n, width) + 0.6), 0.32 * rows + 0.7), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for p, tok in enumerate(tokens):
         x, y = p % width, -(p // width)

@@ -87,3 +87,4 @@ def test_schedules_curves_and_png():
     assert len(right.lines[0].get_xdata()) == 8
     png = viz.figure_png(viz.curves_figure({"ar": ([0, 1], [2.0, 1.5])}))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig._repr_png_()[:4] == b"\x89PNG"  # displays as an image in IPython, with or without pyplot

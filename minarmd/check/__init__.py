@@ -94,11 +94,12 @@ def run(exercise_id: str, *answers) -> Result:
     return Result(exercise_id, title, PASSED, compared or "all cases match the library")
 
 
-def check(exercise_id: str, *answers) -> Result:
-    """Check and print the verdict (the one-line check cells of the exercise notebooks)."""
-    result = run(exercise_id, *answers)
-    print(result)
-    return result
+def check(exercise_id: str, *answers) -> None:
+    """Check and print the verdict (the one-line check cells of the exercise notebooks).
+
+    It returns nothing, so a check cell shows the verdict once; ``run`` returns it instead.
+    """
+    print(run(exercise_id, *answers))
 
 
 # ---- tools for the checkers ---------------------------------------------------------------------
