@@ -21,7 +21,7 @@ import torch
 
 from .masking import alpha_schedule, sample_mask_times
 from .permutation import left_to_right, order_from_mask_times, random_order, shuffle_k, strided_order
-from .viz import figure_png, generation_figure, masks_figure
+from .viz import DPI, figure_png, generation_figure, masks_figure
 
 DEFAULT_SENTENCE = "the cat sat on the mat"
 MAX_TOKENS = 16  # more words make unreadable tick labels
@@ -32,6 +32,12 @@ ORDER_KINDS = {  # dropdown label -> what it draws
     "strided S=2": "strided block-parallel order with 2 streams (needs an even number of tokens)",
     "k-shuffle k=3": "left to right except 3 positions shuffled among themselves",
 }
+
+
+def show(image: ipywidgets.Image, figure) -> None:
+    """Put the figure's PNG into the Image widget at its natural size (not stretched to the cell's width)."""
+    image.value = figure_png(figure)
+    image.width = str(round(figure.get_figwidth() * DPI))
 
 
 def words(sentence: str) -> list[str]:
@@ -96,7 +102,7 @@ class MaskExplorer(ipywidgets.VBox):
         self.controls["T"].disabled = c["kind"] != "diffusion"
         self.order, self.blocks = explorer_order(tokens, c["T"], c["seed"], c["kind"])
         self.figure = masks_figure(tokens, self.order, self.blocks)
-        self.image.value = figure_png(self.figure)
+        show(self.image, self.figure)
         shown = [tokens[p] for p in self.order[0].tolist()]
         self.info.value = (f"<i>{html.escape(ORDER_KINDS[c['kind']])}</i><br>"
                            f"generation order (positions): {self.order[0].tolist()}<br>"
@@ -132,7 +138,7 @@ class SamplerStepper(ipywidgets.VBox):
 
     def redraw(self) -> None:
         self.figure = generation_figure(self.tokens, self.order, self.blocks, self.controls["step"].value, self.width)
-        self.image.value = figure_png(self.figure)
+        show(self.image, self.figure)
 
 
 def sampler_stepper(tokens: list[str], order, blocks, title: str = "", width: int = 32) -> SamplerStepper:
