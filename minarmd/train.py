@@ -260,14 +260,13 @@ def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
 
 def plot_losses(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
     """Training loss per step and validation estimates, from a metrics.jsonl file."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never switches the backend of a notebook that trains
 
     records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r["val"]) for r in records if "val" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train), lw=0.8, label="train loss")
     if val:
@@ -277,7 +276,6 @@ def plot_losses(metrics_path: str | os.PathLike, png_path: str | os.PathLike) ->
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_step=None) -> dict:
