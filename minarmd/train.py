@@ -364,7 +364,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
 
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
     train_time = sum(r.get("dt", 0.0) for r in records)
-    bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.model} {cfg.data}", unit="step")
+    # At most one redraw a second: in Jupyter the bar is a widget, and a message per step floods the
+    # front end (and nbval's message queue). TQDM_DISABLE=1 switches it off there too.
+    bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.model} {cfg.data}", unit="step", mininterval=1.0,
+               disable=os.environ.get("TQDM_DISABLE", "") not in ("", "0"))
     in_update, completed = False, start
     completed_states = (_generator_states(data_gen, order_gen), torch.get_rng_state())
 
@@ -404,7 +407,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
                 rec["k"] = cfg.schedule.k(step)
             write(rec)
             bar.update(1)
-            bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+            bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}", refresh=False)
             last = completed == cfg.max_steps
             if (cfg.eval_every and completed % cfg.eval_every == 0) or last:
                 write({"step": completed, "val": validate(completed), "protocol": protocol})

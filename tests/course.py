@@ -21,3 +21,19 @@ def stub(exercise_id: str):
     def untouched(*args, **kwargs):
         raise NotImplementedError(f"{exercise_id}: your code here")
     return untouched
+
+
+def failed(exercise_id: str, *answers_then_words) -> str:
+    """``failed(id, fn..., "word", ...)``: the answers FAIL and the message contains every word; returns it.
+
+    Callables are the answers (one per function the exercise asks for), strings the expected words.
+    """
+    from minarmd.check import FAILED, run
+
+    answers = [a for a in answers_then_words if callable(a)]
+    words = [w for w in answers_then_words if isinstance(w, str)]
+    result = run(exercise_id, *answers)
+    assert result.status == FAILED, str(result)
+    for word in words:
+        assert word in result.message, (word, result.message)
+    return result.message

@@ -1,0 +1,176 @@
+"""Checkers for exercises/02_orders_and_masks.ipynb: generation orders, blocks and attention masks."""
+from __future__ import annotations
+
+import torch
+
+from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor
+from ..masks import block_causal_mask, strictly_causal_mask, to_original_order
+from ..permutation import left_to_right, order_from_mask_times, random_order, strided_order
+
+
+def _pair(got, what: str, case: str) -> tuple:
+    """The learner's function must return two things (order, blocks)."""
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        kind = f"a {type(got).__name__}" + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "")
+        raise CheckFailed(f"returned {kind}, expected a pair {what} of two tensors (case: {case})")
+    return got
+
+
+def _tau_cases() -> list[tuple[torch.Tensor, int]]:
+    """Fixed masking trajectories (B, N) with their T: ties, N = 1, T = 1, one block, batch > 1."""
+    g = torch.Generator().manual_seed(2)
+    return [
+        (torch.tensor([[3, 1, 4, 1, 2, 3]]), 4),  # ties inside blocks 2 and 4, one empty block (tau = ...)
+        (torch.tensor([[2, 1, 2, 2, 1]]), 2),  # ties: order must keep original positions in order
+        (torch.tensor([[1]]), 1),  # N = 1, T = 1
+        (torch.tensor([[1, 1, 1, 1]]), 1),  # T = 1: every token in one block
+        (torch.tensor([[3, 3, 3]]), 5),  # one block, but not block 1 (T = 5, tau = 3 -> B = 3)
+        (torch.tensor([[4, 2, 3, 1]]), 4),  # T = N, distinct times: singleton blocks
+        (torch.randint(1, 4, (3, 9), generator=g), 3),  # batch > 1, different orders per row
+    ]
+
+
+@exercise("02.1", "order and blocks from masking times")
+def check_order_and_blocks(fn):
+    for tau, T in _tau_cases():
+        case = f"tau {tau.tolist()}, T={T}" if tau.numel() <= 12 else f"tau of shape {tuple(tau.shape)}, T={T}"
+        order_ref, blocks_ref = order_from_mask_times(tau, T)
+        order, blocks = _pair(attempt(fn, tau.clone(), T, case=case), "(order, blocks)", case)
+        expect_tensor("blocks", blocks, blocks_ref, case=case)
+        if isinstance(order, torch.Tensor) and order.shape == order_ref.shape and order.dtype == order_ref.dtype \
+                and not torch.equal(order, order_ref):
+            # a valid descending-tau order whose ties are broken differently: say so in plain words
+            perm_ok = torch.equal(order.sort(dim=1).values, torch.arange(tau.shape[1]).expand_as(tau))
+            if perm_ok and torch.equal(tau.gather(1, order), tau.gather(1, order_ref)):
+                row = int((order != order_ref).any(dim=1).nonzero()[0])
+                raise CheckFailed(f"order: ties (equal tau) must be broken by original position, smaller "
+                                  f"first (a stable sort): got {order[row].tolist()}, expected "
+                                  f"{order_ref[row].tolist()} in row {row} (case: {case})")
+        expect_tensor("order", order, order_ref, case=case)
+    return f"{len(_tau_cases())} trajectories match minarmd.permutation.order_from_mask_times"
+
+
+def _block_cases() -> list[torch.Tensor]:
+    """Fixed block ids (B, N) in generation order (non-decreasing per row)."""
+    return [
+        torch.tensor([[1, 1, 2]]),
+        torch.tensor([[1, 2, 2, 4, 4, 4]]),  # block 3 empty: ids need not be consecutive
+        torch.tensor([[1]]),  # N = 1
+        torch.tensor([[2, 2, 2, 2]]),  # all tokens one block
+        torch.arange(1, 6)[None],  # singleton blocks (left to right)
+        strided_order(8, 2)[1],  # the SBP blocks [1, 2, 3, 3, 4, 4, 5, 5]
+        torch.tensor([[1, 1, 2, 3], [1, 2, 2, 2], [1, 2, 3, 4]]),  # batch > 1, different blocks per row
+    ]
+
+
+def _check_mask(fn, reference, name: str) -> str:
+    for blocks in _block_cases():
+        case = f"blocks {blocks.tolist()}"
+        got = attempt(fn, blocks.clone(), case=case)
+        expect_tensor(name, got, reference(blocks), case=case)
+    return f"{len(_block_cases())} cases match minarmd.masks.{reference.__name__}"
+
+
+@exercise("02.2", "block-causal mask M^c")
+def check_block_causal(fn):
+    return _check_mask(fn, block_causal_mask, "M^c")
+
+
+@exercise("02.3", "strictly causal mask M^sc")
+def check_strictly_causal(fn):
+    return _check_mask(fn, strictly_causal_mask, "M^sc")
+
+
+@exercise("02.4", "a generation-order mask in original order")
+def check_to_original(fn):
+    g = torch.Generator().manual_seed(4)
+    tau = torch.randint(1, 4, (3, 7), generator=g)
+    cases = [
+        left_to_right(1, 5),  # identity order: nothing moves
+        strided_order(8, 2),  # [0, 4, 1, 5, 2, 6, 3, 7] is not its own inverse
+        strided_order(12, 3),
+        random_order(1, 1, g),  # N = 1
+        random_order(4, 6, g),  # batch > 1, different orders
+        order_from_mask_times(tau, 3),  # blocks with ties, batch > 1
+    ]
+    for order, blocks in cases:
+        for name, mask in (("M^c", block_causal_mask(blocks)), ("M^sc", strictly_causal_mask(blocks))):
+            case = f"{name} of order {order.tolist()}" if order.numel() <= 12 else \
+                f"{name} of {order.shape[0]} orders of length {order.shape[1]}"
+            got = attempt(fn, mask.clone(), order.clone(), case=case)
+            expect_tensor(f"{name} in original order", got, to_original_order(mask, order), case=case)
+    # not only masks: any (B, N, N) tensor is re-indexed the same way (here distinct values per cell)
+    order = random_order(2, 5, g)[0]
+    values = torch.arange(2 * 5 * 5).reshape(2, 5, 5)
+    case = f"a (2, 5, 5) int64 tensor of distinct values, orders {order.tolist()}"
+    expect_tensor("re-indexed tensor", attempt(fn, values.clone(), order.clone(), case=case),
+                  to_original_order(values, order), case=case)
+    return f"{2 * len(cases) + 1} cases match minarmd.masks.to_original_order"
+
+
+@exercise("02.5", "strided block-parallel order")
+def check_strided(fn):
+    cases = [(8, 2), (8, 1), (8, 8), (1, 1), (12, 3), (6, 2), (12, 4)]
+    for n, streams in cases:
+        case = f"n={n}, streams={streams}"
+        order_ref, blocks_ref = strided_order(n, streams)
+        order, blocks = _pair(attempt(fn, n, streams, case=case), "(order, blocks)", case)
+        expect_tensor("order", order, order_ref, case=case)
+        expect_tensor("blocks", blocks, blocks_ref, case=case)
+    expect_raises(fn, (10, 3), ValueError, "n=10, streams=3 (3 does not divide 10)")
+    return f"{len(cases)} (n, S) pairs match minarmd.permutation.strided_order; n % S != 0 raises ValueError"
+
+
+@exercise("02.6", "k shuffled tokens")
+def check_shuffle(fn):
+    def call(batch, n, k, seed):
+        case = f"batch={batch}, n={n}, k={k}, generator seeded {seed}"
+        order, blocks = _pair(attempt(fn, batch, n, k, torch.Generator().manual_seed(seed), case=case),
+                              "(order, blocks)", case)
+        ltr_order, ltr_blocks = left_to_right(batch, n)
+        expect_tensor("blocks", blocks, ltr_blocks, case=case)  # singleton blocks 1..n
+        if not isinstance(order, torch.Tensor):
+            expect_tensor("order", order, ltr_order, case=case)  # reports the type
+        if order.shape != ltr_order.shape or order.dtype != ltr_order.dtype:
+            expect_tensor("order", order, ltr_order, case=case)  # reports shape / dtype
+        if not torch.equal(order.sort(dim=1).values, ltr_order):
+            row = int((order.sort(dim=1).values != ltr_order).any(dim=1).nonzero()[0])
+            raise CheckFailed(f"order: row {row} is {order[row].tolist()[:12]}, not a permutation of 0..{n - 1} "
+                              f"(case: {case})")
+        moved = (order != ltr_order).sum(dim=1)  # (batch,) slots off the left-to-right order
+        if (moved > k).any():
+            row = int((moved > k).nonzero()[0])
+            raise CheckFailed(f"order: row {row} moves {int(moved[row])} tokens, at most k={k} may leave "
+                              f"their left-to-right slot: {order[row].tolist()[:12]} (case: {case})")
+        return order, case
+
+    for n, k in ((1, 0), (1, 1), (5, 0), (5, 1)):  # k <= 1 is left to right
+        order, case = call(2, n, k, 0)
+        expect_tensor("order", order, left_to_right(2, n)[0], case=case + ": k <= 1 shuffles nothing")
+    # the generator is the only source of randomness: the same seed gives the same orders
+    first, case = call(6, 10, 4, 1)
+    again, _ = call(6, 10, 4, 1)
+    if not torch.equal(first, again):
+        raise CheckFailed(f"order: two calls with generators seeded alike gave different orders; draw every "
+                          f"random number with generator=... (case: {case})")
+    # k = n: a uniform permutation of everything (all 3! = 6 orders about equally often)
+    order, case = call(1200, 3, 3, 2)
+    perms = (order * torch.tensor([9, 3, 1])).sum(dim=1)  # (1200,) a code per permutation
+    freq = torch.stack([(perms == c).double().mean() for c in perms.unique()])  # (number of distinct orders,)
+    if len(freq) != 6 or freq.min() < 0.12 or freq.max() > 0.22:
+        raise CheckFailed(f"order: with k = n = 3 the 6 permutations should each appear about 1/6 of the time, "
+                          f"got {len(freq)} distinct ones with frequencies {[round(float(f), 3) for f in freq]} "
+                          f"(case: {case})")
+    # k = 2 of n = 5: the two slots are a uniform random pair, swapped or not with probability 1/2
+    order, case = call(2000, 5, 2, 3)
+    same = (order == torch.arange(5)).all(dim=1).double().mean()
+    if not 0.4 <= same <= 0.6:
+        raise CheckFailed(f"order: with k=2 the two chosen slots keep their order half of the time (a random "
+                          f"permutation of 2), got left-to-right rows {float(same):.3f} of the time (case: {case})")
+    moved = (order != torch.arange(5)).double().mean(dim=0)  # (5,) P(slot moved), 2/5 * 1/2 = 0.2 each
+    if moved.min() < 0.15 or moved.max() > 0.25:
+        raise CheckFailed(f"order: every slot should be among the k shuffled ones equally often (moved 20 % of "
+                          f"the time for k=2, n=5), got per slot {[round(float(m), 3) for m in moved]}; "
+                          f"choose the k slots uniformly among all n (case: {case})")
+    return ("singleton blocks, permutations moving at most k slots, k <= 1 left to right, "
+            "seeded draws reproducible, uniform slots and permutations")

@@ -1,0 +1,161 @@
+"""Exercises 02 (orders and masks): deliberately wrong answers fail, with a message that says what is wrong.
+
+(That every checker passes its solution and reports the stub as not attempted: tests/test_notebooks.py.)
+"""
+
+import torch
+
+from course import failed, load_solution
+from minarmd import permutation
+from minarmd.check import PASSED, run
+
+solution = load_solution("02_orders_and_masks")
+
+
+def test_library_functions_pass_their_own_checks():
+    assert run("02.1", permutation.order_from_mask_times).status == PASSED
+    assert run("02.5", permutation.strided_order).status == PASSED
+    assert run("02.6", permutation.shuffle_k).status == PASSED
+
+
+# ---- 02.1 order and blocks ------------------------------------------------------------------------
+
+def test_02_1_wrong_answers():
+    def ascending(tau, T):  # generates the first-masked tokens first
+        tau_sorted, order = torch.sort(tau, dim=1, stable=True)
+        return order, T - tau_sorted + 1
+
+    def blocks_are_tau(tau, T):  # forgets B = T - tau + 1
+        tau_sorted, order = torch.sort(tau, dim=1, descending=True, stable=True)
+        return order, tau_sorted
+
+    def ties_reversed(tau, T):  # a valid order, but equal times listed right to left
+        n = tau.shape[1]
+        tau_sorted, order = torch.sort(tau.flip(1), dim=1, descending=True, stable=True)
+        return n - 1 - order, T - tau_sorted + 1
+
+    def int32(tau, T):
+        order, blocks = solution.order_and_blocks(tau, T)
+        return order.int(), blocks
+
+    def unbatched(tau, T):  # squeezes the batch dimension away
+        order, blocks = solution.order_and_blocks(tau, T)
+        return order[0], blocks[0]
+
+    failed("02.1", ascending, "blocks", "differ")
+    failed("02.1", blocks_are_tau, "blocks", "differ")
+    failed("02.1", ties_reversed, "ties", "stable sort")
+    failed("02.1", int32, "order dtype", "torch.int32")
+    failed("02.1", unbatched, "shape")
+    failed("02.1", lambda tau, T: solution.order_and_blocks(tau, T)[0], "expected a pair")
+
+
+# ---- 02.2 / 02.3 masks ----------------------------------------------------------------------------
+
+def test_02_2_wrong_answers():
+    failed("02.2", solution.strictly_causal, "M^c", "differ")  # misses the diagonal blocks
+    failed("02.2", lambda b: b[:, None, :] >= b[:, :, None], "M^c", "differ")  # transposed (upper)
+    failed("02.2", lambda b: solution.block_causal(b).float(), "M^c dtype", "torch.float32")
+    failed("02.2", lambda b: solution.block_causal(b)[0], "M^c shape")  # no batch dimension
+    n = lambda b: b.shape[1]  # noqa: E731
+    failed("02.2", lambda b: torch.ones(n(b), n(b), dtype=torch.bool).tril()[None].expand(b.shape[0], -1, -1),
+           "M^c", "differ")  # plain causal tril ignores the blocks
+    failed("02.2", lambda b: solution.block_causal(b).tolist(), "returned a list")
+
+
+def test_02_3_wrong_answers():
+    failed("02.3", solution.block_causal, "M^sc", "differ")  # keeps the diagonal blocks
+    n = lambda b: b.shape[1]  # noqa: E731
+    failed("02.3", lambda b: torch.ones(n(b), n(b), dtype=torch.bool).tril(-1)[None].expand(b.shape[0], -1, -1),
+           "M^sc", "differ")  # strictly causal per token, ignoring blocks
+    failed("02.3", lambda b: solution.strictly_causal(b).long(), "M^sc dtype", "torch.int64")
+
+
+# ---- 02.4 to original order -----------------------------------------------------------------------
+
+def test_02_4_wrong_answers():
+    def by_order(mask, order):  # indexes with order instead of its inverse
+        batch = torch.arange(mask.shape[0])[:, None, None]
+        return mask[batch, order[:, :, None], order[:, None, :]]
+
+    def rows_only(mask, order):  # permutes the rows, forgets the columns
+        rank = torch.argsort(order, dim=1)
+        return mask.gather(1, rank[:, :, None].expand_as(mask))
+
+    def first_row_order(mask, order):  # uses row 0's order for the whole batch
+        return solution.mask_to_original(mask, order[:1].expand_as(order))
+
+    failed("02.4", by_order, "in original order", "differ", "[0, 4, 1, 5, 2, 6, 3, 7]")
+    failed("02.4", rows_only, "differ")
+    failed("02.4", first_row_order, "differ", "orders of length")
+    failed("02.4", lambda mask, order: mask, "differ")  # leaves it in generation order
+
+
+# ---- 02.5 strided order ---------------------------------------------------------------------------
+
+def test_02_5_wrong_answers():
+    def slot_order(n, streams):  # order = slot: rel * S + s instead of the position s * n/S + rel
+        order, blocks = solution.strided(n, streams)
+        return torch.arange(n)[None], blocks
+
+    def no_phase_one(n, streams):  # the S heads in one block (they are generated one at a time)
+        order, blocks = solution.strided(n, streams)
+        rel = torch.arange(n // streams).repeat_interleave(streams)
+        return order, (rel + 1)[None]
+
+    def no_error(n, streams):
+        if n % streams:
+            return torch.arange(n)[None], torch.arange(1, n + 1)[None]
+        return solution.strided(n, streams)
+
+    def int32(n, streams):
+        order, blocks = solution.strided(n, streams)
+        return order, blocks.int()
+
+    failed("02.5", slot_order, "order", "differ", "n=8, streams=2")
+    failed("02.5", no_phase_one, "blocks", "differ")
+    failed("02.5", no_error, "should raise ValueError")
+    failed("02.5", int32, "blocks dtype")
+    failed("02.5", lambda n, s: solution.strided(n, s)[0][0], "expected a pair")
+
+
+# ---- 02.6 k shuffled tokens -----------------------------------------------------------------------
+
+def test_02_6_wrong_answers():
+    def first_k_slots(batch, n, k, generator):  # always shuffles the first k slots
+        order = torch.arange(n).repeat(batch, 1)
+        for row in range(batch):
+            order[row, :k] = order[row, :k][torch.randperm(k, generator=generator)]
+        return order, torch.arange(1, n + 1).repeat(batch, 1)
+
+    def global_rng(batch, n, k, generator):  # ignores the generator
+        return solution.shuffle_tokens(batch, n, k, None)
+
+    def whole_row(batch, n, k, generator):  # shuffles every token, whatever k is
+        return solution.shuffle_tokens(batch, n, n, generator)
+
+    def cycle(batch, n, k, generator):  # always moves the chosen slots (never the identity on them)
+        order = torch.arange(n).repeat(batch, 1)
+        for row in range(batch):
+            slots = torch.randperm(n, generator=generator)[:k]
+            order[row, slots] = order[row, slots.roll(1)]
+        return order, torch.arange(1, n + 1).repeat(batch, 1)
+
+    def one_block(batch, n, k, generator):  # blocks all 1 instead of singleton blocks
+        order, blocks = solution.shuffle_tokens(batch, n, k, generator)
+        return order, torch.ones_like(blocks)
+
+    def window(batch, n, k, generator):  # the library's window variant: k consecutive slots
+        return permutation.shuffle_k(batch, n, k, generator, window=True)
+
+    def not_permutation(batch, n, k, generator):
+        order, blocks = solution.shuffle_tokens(batch, n, k, generator)
+        return order.clamp(max=max(n - 2, 0)), blocks
+
+    failed("02.6", first_k_slots, "equally often", "choose the k slots uniformly")
+    failed("02.6", global_rng, "seeded alike", "generator=")
+    failed("02.6", whole_row, "at most k=0")
+    failed("02.6", cycle, "permutations should each appear")
+    failed("02.6", one_block, "blocks", "differ")
+    failed("02.6", window, "equally often")
+    failed("02.6", not_permutation, "not a permutation")
