@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--runs", default="ar,armd,armd-sbp,mdm")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    shape = dict(n_layer=2, n_head=2, n_embd=32, seq_len=64, compile=False) if args.smoke else {}
+    shape = dict(n_layer=2, n_head=2, n_embd=32, seq_len=64, compile=False, bf16=False) if args.smoke else {}
     steps, skip = (3, 1) if args.smoke else (args.steps, args.skip)
     specs = {"ar": dict(model="ar"), "armd": dict(model="armd"), "mdm": dict(model="mdm"),
              "armd-sbp": dict(model="armd", order="sbp")}

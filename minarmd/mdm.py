@@ -79,19 +79,22 @@ def sample_t(batch: int, generator: torch.Generator | None = None, antithetic: b
 
 def mdm_loss(model: MDM, x: torch.Tensor, generator: torch.Generator | None = None,
              t: torch.Tensor | None = None, antithetic: bool = True, t_min: float = T_MIN,
-             per_token: bool = False) -> torch.Tensor:
+             per_token: bool = False, masked: torch.Tensor | None = None) -> torch.Tensor:
     """One-sample NELBO estimate in nats per token (mean), or its (B, N) terms with ``per_token``.
 
     ``t`` (B,) fixes the masking times (default: ``sample_t``); which tokens are masked is drawn
-    from ``generator`` on the CPU, so a run is reproducible on any device.
+    from ``generator`` on the CPU, so a run is reproducible on any device, unless ``masked`` (B, N)
+    bool gives them (drawn beforehand the same way, ``train.draw_noise``).
     """
     B, N = x.shape
     if t is None:
         t = sample_t(B, generator, antithetic, t_min)
     t = t.to(torch.float64).cpu()
-    masked = torch.rand(B, N, generator=generator, dtype=torch.float64) < t[:, None]  # (B, N)
+    if masked is None:
+        masked = torch.rand(B, N, generator=generator, dtype=torch.float64) < t[:, None]  # (B, N)
     masked = masked.to(x.device)
-    x_t = torch.where(masked, torch.full_like(x, model.mask_id), x)  # (B, N)
+    mask_id = getattr(model, "module", model).mask_id  # through a DistributedDataParallel wrapper
+    x_t = torch.where(masked, torch.full_like(x, mask_id), x)  # (B, N)
     nll = token_nll(model(x_t), x)  # (B, N); unmasked terms are dropped below (carry-over)
     weight = ((1.0 - t_min) / t).to(device=x.device, dtype=nll.dtype)  # (B,): 1/t, rescaled to [t_min, 1]
     terms = torch.where(masked, nll, torch.zeros_like(nll)) * weight[:, None]  # (B, N)

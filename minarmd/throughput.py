@@ -199,12 +199,12 @@ def peak_flops(device_name: str) -> float:
                      f"yourself (from the data sheet: dense bf16)")
 
 
-def tokens_per_step(cfg, world_size: int = 1) -> int:
-    """Tokens of one optimiser step: batch_size x grad_accum x seq_len on each of world_size GPUs."""
-    _check_int("world_size", world_size)
+def tokens_per_step(cfg) -> int:
+    """Tokens of one optimiser step, batch_size x grad_accum x seq_len: the global batch, the same on
+    any number of GPUs (torchrun's W processes each compute grad_accum / W micro-batches)."""
     for name in ("batch_size", "grad_accum", "seq_len"):
         _check_int(f"cfg.{name}", getattr(cfg, name, None))
-    return cfg.batch_size * cfg.grad_accum * cfg.seq_len * world_size
+    return cfg.batch_size * cfg.grad_accum * cfg.seq_len
 
 
 def steps_for_tokens(tokens: int, tokens_per_step: int) -> int:

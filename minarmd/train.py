@@ -33,16 +33,18 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .ar import GPT, ar_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ARMDConfig, TransformerConfig
 from .data import load_data
 from .evaluate import DEFAULT_PROTOCOLS, estimate
 from .loss import armd_loss
-from .mdm import MDM, mdm_loss
+from .mdm import MDM, mdm_loss, sample_t
 from .masking import alpha_schedule, sample_mask_times
 from .model import ARMD
 from .permutation import ProgressiveSchedule, left_to_right, order_from_mask_times, random_order, strided_order
+from .throughput import flops_per_token, peak_flops
 from .tokenizer import tokenizer_from_state
 
 MODELS = ("armd", "ar", "mdm")
@@ -141,6 +143,13 @@ PRESETS = {
                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
                        i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
                        ckpt_every=2000, bf16=True, compile=True),
+    # GPU: the paper's medium model (24 layers, 1024 wide, 16 heads, L2s = 12), same recipe and global
+    # batch; micro-batch 16 x 32 accumulated (fits an 80 GB H100 with bf16)
+    "gpt2-medium": dict(data="openwebtext", tokenizer="gpt2", n_layer=24, n_head=16, n_embd=1024,
+                        seq_len=1024, batch_size=16, grad_accum=32, lr=3e-4, lr_decay="constant",
+                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
+                        i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
+                        ckpt_every=2000, bf16=True, compile=True),
 }
 
 # fields that fix the network's parameters (a checkpoint loads only into the same values)
@@ -172,13 +181,15 @@ def build_model(cfg: TrainConfig, vocab_size: int):
     return (GPT if cfg.model == "ar" else MDM)(TransformerConfig(**shape))
 
 
-def training_loss(model, cfg: TrainConfig, x: torch.Tensor, step: int, gen: torch.Generator):
-    """The objective for one micro-batch x (B, N); orders and masks are drawn from ``gen`` (CPU)."""
+def draw_noise(cfg: TrainConfig, B: int, N: int, step: int, gen: torch.Generator) -> dict:
+    """The random inputs of one micro-batch's loss, drawn from ``gen`` on the CPU: ARMD's orders and
+    blocks, MDM's masking times and masks, nothing for AR. Drawing them apart from the loss lets
+    every DDP rank keep the generator in step while computing only its own micro-batches."""
     if cfg.model == "ar":
-        return ar_loss(model, x)
+        return {}
     if cfg.model == "mdm":
-        return mdm_loss(model, x, gen)
-    B, N = x.shape
+        t = sample_t(B, gen)  # (B,)
+        return {"t": t, "masked": torch.rand(B, N, generator=gen, dtype=torch.float64) < t[:, None]}
     if cfg.order == "progressive":
         order, blocks = cfg.schedule.sample(step, B, N, gen)
     elif cfg.order == "sbp":
@@ -191,7 +202,20 @@ def training_loss(model, cfg: TrainConfig, x: torch.Tensor, step: int, gen: torc
         order, blocks = random_order(B, N, gen)
     else:
         order, blocks = left_to_right(B, N)
-    return armd_loss(model, x, order.to(x.device), blocks.to(x.device))
+    return {"order": order, "blocks": blocks}  # (B, N) each
+
+
+def training_loss(model, cfg: TrainConfig, x: torch.Tensor, step: int, gen: torch.Generator,
+                  noise: dict | None = None):
+    """The objective for one micro-batch x (B, N); its random inputs come from ``noise``
+    (``draw_noise``), or are drawn from ``gen`` (CPU) when it is None."""
+    if noise is None:
+        noise = draw_noise(cfg, *x.shape, step, gen)
+    if cfg.model == "ar":
+        return ar_loss(model, x)
+    if cfg.model == "mdm":
+        return mdm_loss(model, x, t=noise["t"], masked=noise["masked"])
+    return armd_loss(model, x, noise["order"].to(x.device), noise["blocks"].to(x.device))
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -207,7 +231,8 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "prefix" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "prefix" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    fused = next(model.parameters()).is_cuda  # one fused kernel for all parameters on the GPU
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 def load_model(path: str | os.PathLike, use_ema: bool = True, device: str = "cpu"):
@@ -288,10 +313,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
     if not resume and ckpt_path.exists() and not overwrite:
         raise ValueError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                          f"or choose another --out (or overwrite=True)")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          cfg.device if cfg.device != "auto" else "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available; use --device cpu")
+    ctx = distributed.setup(cfg.device, cfg.grad_accum, cfg.bf16)  # torchrun's process group (if any), device
+    device, mine = ctx.device, distributed.micro_batches(cfg.grad_accum, ctx)
 
     data = load_data(cfg.data, tokenizer=cfg.tokenizer, data_dir=cfg.data_dir)
     torch.manual_seed(cfg.seed)
@@ -329,19 +352,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
     ema = EMA(raw_model, cfg.ema) if cfg.ema > 0 else None
     if resume and ema is not None:
         ema.state = {k: v.to(device) for k, v in ckpt["ema_raw"].items()}
-    model = torch.compile(raw_model) if cfg.compile else raw_model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                else nullcontext())
+    model = distributed.wrap(torch.compile(raw_model) if cfg.compile else raw_model, ctx)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     val_windows = data.eval_windows(cfg.seq_len, cfg.eval_windows)
     protocol = DEFAULT_PROTOCOLS[cfg.model][0]  # ARMD: exact left to right, unless trained otherwise
     if cfg.model == "armd" and cfg.order in ("mask", "random"):
         protocol = cfg.order
     tokenizer_state = data.tokenizer.state_dict() if data.tokenizer is not None else None
 
-    out.mkdir(parents=True, exist_ok=True)
-    with open(metrics_path, "w") as f:  # rewritten: drops records past the checkpoint
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    log = open(metrics_path, "a")
+    if ctx.main:  # rank 0 alone logs, evaluates and checkpoints
+        out.mkdir(parents=True, exist_ok=True)
+        with open(metrics_path, "w") as f:  # rewritten: drops records past the checkpoint
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    log = open(metrics_path, "a") if ctx.main else None
 
     def checkpoint(step: int, gen_states, rng_state) -> None:
         save_checkpoint(ckpt_path, {
@@ -362,19 +385,28 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
                            schedule=cfg.mask_schedule, seed=cfg.seed)
         return est.nats
 
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len  # the global batch, on any number of GPUs
+    # MFU = tokens/s x FLOPs/token / (peak x GPUs), counting ARMD's query stream (throughput.py)
+    model_flops = flops_per_token(cfg, vocab_size=data.vocab_size)
+    peak = None
+    if device.type == "cuda":
+        try:
+            peak = peak_flops(torch.cuda.get_device_name(device)) * ctx.world
+        except ValueError:  # a GPU without a known peak: no MFU in the log
+            peak = None
     train_time = sum(r.get("dt", 0.0) for r in records)
     # At most one redraw a second: in Jupyter the bar is a widget, and a message per step floods the
     # front end (and nbval's message queue). TQDM_DISABLE=1 switches it off there too.
     bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.model} {cfg.data}", unit="step", mininterval=1.0,
-               disable=os.environ.get("TQDM_DISABLE", "") not in ("", "0"))
+               disable=not ctx.main or os.environ.get("TQDM_DISABLE", "") not in ("", "0"))
     in_update, completed = False, start
     completed_states = (_generator_states(data_gen, order_gen), torch.get_rng_state())
 
     def write(rec: dict) -> None:
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
         records.append(rec)
+        if log is not None:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
 
     try:
         for step in range(start, cfg.max_steps):
@@ -383,12 +415,18 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
                 group["lr"] = lr
             t0 = time.perf_counter()
             total = 0.0
-            for _ in range(cfg.grad_accum):
-                x = data.batch("train", cfg.batch_size, cfg.seq_len, data_gen).to(device)  # (B, N)
-                with autocast:
-                    loss = training_loss(model, cfg, x, step, order_gen) / cfg.grad_accum
-                loss.backward()
-                total += float(loss.detach())
+            for k in range(cfg.grad_accum):
+                # every rank draws every micro-batch (windows, orders) and computes only its own ones
+                x = data.batch("train", cfg.batch_size, cfg.seq_len, data_gen)  # (B, N)
+                noise = draw_noise(cfg, cfg.batch_size, cfg.seq_len, step, order_gen)
+                if k not in mine:
+                    continue
+                with distributed.sync_unless_last(model, k == mine[-1]):  # all-reduce once per step
+                    with autocast:
+                        loss = training_loss(model, cfg, x.to(device), step, order_gen, noise) / len(mine)
+                    loss.backward()
+                total += float(loss.detach()) / ctx.world
+            total = distributed.sum_over_ranks(total, ctx)  # the mean loss over the global batch
             in_update = True  # an interrupt from here on would leave a half-updated model
             norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
             optimizer.step()
@@ -403,27 +441,33 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_st
             train_time += dt
             rec = {"step": completed, "loss": total, "lr": lr, "grad_norm": float(norm),
                    "tokens_per_s": tokens_per_step / dt, "dt": dt}
+            if peak:
+                rec["mfu"] = tokens_per_step / dt * model_flops / peak
             if cfg.model == "armd" and cfg.order == "progressive":
                 rec["k"] = cfg.schedule.k(step)
             write(rec)
             bar.update(1)
-            bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}", refresh=False)
+            bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}",
+                            **({"mfu": f"{rec['mfu']:.1%}"} if peak else {}), refresh=False)
             last = completed == cfg.max_steps
-            if (cfg.eval_every and completed % cfg.eval_every == 0) or last:
+            if ctx.main and ((cfg.eval_every and completed % cfg.eval_every == 0) or last):
                 write({"step": completed, "val": validate(completed), "protocol": protocol})
-            if completed % cfg.ckpt_every == 0 or last:
+            if ctx.main and (completed % cfg.ckpt_every == 0 or last):
                 checkpoint(completed, *completed_states)
             if on_step is not None:
                 on_step(completed, rec)
     except KeyboardInterrupt:
-        if not in_update and (completed > start or not ckpt_path.exists()):
+        if ctx.main and not in_update and (completed > start or not ckpt_path.exists()):
             checkpoint(completed, *completed_states)  # the state right after the last completed step
             print(f"\ninterrupted: state after step {completed} saved in {ckpt_path}; continue with --resume")
         raise
     finally:
         bar.close()
-        log.close()
-    plot_losses(metrics_path, out / "loss.png")
+        if log is not None:
+            log.close()
+        distributed.teardown(ctx)
+    if ctx.main:
+        plot_losses(metrics_path, out / "loss.png")
     final_val = [r["val"] for r in records if "val" in r]
     losses = [r["loss"] for r in records if "loss" in r]
     return {"steps": cfg.max_steps, "train_time_s": train_time,

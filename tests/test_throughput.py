@@ -85,7 +85,6 @@ def test_train_config_gpt2_small(model):
     assert tp.param_count(cfg, vocab_size=50257) == net.num_params()
     assert tp.flops_per_token(cfg, vocab_size=50257) == tp.flops_per_token(net.cfg, None if model == "armd" else model)
     assert tp.tokens_per_step(cfg) == 32 * 16 * 1024 == 524_288
-    assert tp.tokens_per_step(cfg, world_size=8) == 8 * 524_288
 
 
 def test_gpt2_small_numbers():
@@ -184,7 +183,6 @@ def test_mfu_peaks_and_time():
     (lambda: tp.training_hours(5, 0), "tokens_per_s"),
     (lambda: tp.steps_for_tokens(10, 0), "tokens_per_step"),
     (lambda: tp.steps_for_tokens(1.5, 4), "tokens"),
-    (lambda: tp.tokens_per_step(make_config("tiny"), world_size=0), "world_size"),
     (lambda: tp.tokens_per_step(object()), "cfg.batch_size"),
     (lambda: tp.nanogpt_flops_per_token(0, 12, 768, 1024), "num_params"),
     (lambda: tp.flops_per_token(tiny_armd(), seq_len=9), "seq_len"),
