@@ -16,6 +16,7 @@ computed by one of three backends that must agree (``tests/test_backends.py``):
 * ``"flex"``   — ``torch.nn.attention.flex_attention`` with a block mask from a ``mask_mod`` that
   reads each sample's block ids (``B=batch``, so per-sample masks are honoured). The fast path for
   multi-token blocks (SBP) on CUDA, where it is compiled; on CPU it runs forward only (eager).
+  Block ids shared by the whole batch (SBP's strided orders) get one mask, built once and cached.
 
 ``"auto"`` picks ``"causal"`` for singleton blocks, else ``"flex"`` on CUDA, else ``"dense"``.
 """
@@ -118,16 +119,42 @@ class AttentionMask:
         return _run_flex(q, k, v, self.flex_mask)
 
 
+_SHARED_MASKS: dict = {}  # (strict, device, block ids of q, of k) -> BlockMask, for batch-shared block ids
+_SHARED_MASKS_MAX = 16  # SBP training cycles through a few patterns (one per S): a small cache suffices
+
+
 def _flex_block_mask(blocks_q: torch.Tensor, blocks_k: torch.Tensor, strict: bool):
+    """A FlexAttention BlockMask for these block ids.
+
+    When every sample has the same block ids (SBP: the strided order is shared by the batch) the
+    mask is built once for one sample (B=1 broadcasts over the batch) and cached across calls and
+    steps; building it is a pass over the whole (queries x keys) grid. Per-sample block ids (mask
+    trajectories, random orders) get a per-sample mask, rebuilt every call.
+    """
     if not flex_available():
         raise ValueError(f"attn_backend='flex' needs torch >= 2.5 (installed: {torch.__version__})")
+    batch, m_q = blocks_q.shape
+    shared = bool((blocks_q == blocks_q[:1]).all() and (blocks_k == blocks_k[:1]).all())
+    if shared:
+        key = (strict, str(blocks_q.device), tuple(blocks_q[0].tolist()), tuple(blocks_k[0].tolist()))
+        if key not in _SHARED_MASKS:
+            if len(_SHARED_MASKS) >= _SHARED_MASKS_MAX:
+                _SHARED_MASKS.pop(next(iter(_SHARED_MASKS)))  # the oldest pattern goes first
+            q_ids, k_ids = blocks_q[0], blocks_k[0]  # (Mq,), (Mk,)
+
+            def shared_mod(b, h, q_idx, kv_idx):  # the same for every sample b
+                return k_ids[kv_idx] < q_ids[q_idx] if strict else k_ids[kv_idx] <= q_ids[q_idx]
+
+            # B=None: one mask, broadcast over the batch
+            _SHARED_MASKS[key] = create_block_mask(shared_mod, B=None, H=None, Q_LEN=m_q,
+                                                   KV_LEN=blocks_k.shape[1], device=blocks_q.device)
+        return _SHARED_MASKS[key]
 
     def mask_mod(b, h, q_idx, kv_idx):  # reads sample b's own block ids: masks differ per sample
         if strict:
             return blocks_k[b, kv_idx] < blocks_q[b, q_idx]
         return blocks_k[b, kv_idx] <= blocks_q[b, q_idx]
 
-    batch, m_q = blocks_q.shape
     # B=batch is essential: with B=None the kernel would silently apply sample 0's mask to all samples
     return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=m_q, KV_LEN=blocks_k.shape[1],
                              device=blocks_q.device)

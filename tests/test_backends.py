@@ -74,6 +74,25 @@ def test_flex_forward_matches_dense_with_per_sample_blocks_on_cpu():
         assert (dense(tokens, order, blocks) - flexible(tokens, order, blocks)).abs().max() <= 1e-5
 
 
+@flex
+def test_flex_block_mask_for_batch_shared_blocks_is_built_once_and_cached():
+    dense, flexible = pair("flex")
+    order, blocks = permutation.strided_order(24, 4, batch=3)  # SBP: one block structure for the batch
+    x = torch.randint(0, 13, (3, 24), generator=torch.Generator().manual_seed(2))
+    tokens = x.gather(1, order)
+    attention._SHARED_MASKS.clear()
+    with torch.no_grad():
+        assert (dense(tokens, order, blocks) - flexible(tokens, order, blocks)).abs().max() <= 1e-5
+        cached = dict(attention._SHARED_MASKS)
+        assert cached and all(m.shape[0] == 1 for m in cached.values())  # one sample's mask, broadcast
+        flexible(tokens, order, blocks)  # the next step with the same S reuses them
+        assert attention._SHARED_MASKS.keys() == cached.keys()
+        assert all(attention._SHARED_MASKS[k] is cached[k] for k in cached)
+        _, order2, blocks2 = multi_token_blocks(3, 24, 3)  # per-sample blocks: never cached
+        flexible(x.gather(1, order2), order2, blocks2)
+    assert attention._SHARED_MASKS.keys() == cached.keys()
+
+
 @cuda
 @flex
 def test_cuda_flex_and_causal_match_dense():
