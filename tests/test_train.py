@@ -113,6 +113,13 @@ def test_presets_build_models_of_the_stated_size():
     model = build_model(cfg, 50257)
     assert 120e6 < model.num_params() < 130e6  # GPT-2 small: 124M with tied embeddings
     assert cfg.batch_size * cfg.grad_accum * cfg.seq_len == 524_288  # the paper's 0.5M tokens/step
+    medium = make_config("gpt2-medium")
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        big = build_model(medium, 50257)
+    assert 350e6 < big.num_params() < 360e6  # GPT-2 medium: 355M
+    assert (medium.n_layer, medium.n_embd, medium.n_head, medium.seq_len) == (24, 1024, 16, 1024)
+    assert medium.batch_size * medium.grad_accum * medium.seq_len == 524_288  # same global batch
+    assert (medium.i_ar, medium.i_perm, medium.rho, medium.lr) == (cfg.i_ar, cfg.i_perm, cfg.rho, cfg.lr)
 
 
 def test_bad_requests_are_explained(tmp_path):
