@@ -66,9 +66,9 @@ def micro_batches(grad_accum: int, ctx: Context) -> range:
     """The micro-batches (of 0..grad_accum-1) this rank computes; W must divide grad_accum."""
     if grad_accum % ctx.world:
         raise ValueError(f"the world size ({ctx.world} processes) must divide grad_accum={grad_accum}: each "
-                         f"process computes grad_accum / world micro-batches of the same global batch. Use "
-                         f"--grad-accum {ctx.world * max(1, round(grad_accum / ctx.world))} (and a batch size "
-                         f"that keeps batch_size x grad_accum), or another --nproc_per_node")
+                         f"process computes grad_accum / world micro-batches of the global batch (batch_size x "
+                         f"grad_accum windows). Use a --grad-accum that {ctx.world} divides (e.g. "
+                         f"{ctx.world * -(-grad_accum // ctx.world)}), or a --nproc_per_node that divides {grad_accum}")
     per_rank = grad_accum // ctx.world
     return range(ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
 

@@ -143,8 +143,9 @@ PRESETS = {
                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
                        i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
                        ckpt_every=2000, bf16=True, compile=True),
-    # GPU: the paper's medium model (24 layers, 1024 wide, 16 heads, L2s = 12), same recipe and global
-    # batch; micro-batch 16 x 32 accumulated (fits an 80 GB H100 with bf16)
+    # GPU: the paper's medium model (24 layers, 1024 wide, 16 heads, L2s = 12, 355M parameters), same
+    # recipe and global batch; micro-batch 16 x 32 accumulated (not yet run on a GPU: lower batch_size
+    # and raise grad_accum if it runs out of memory)
     "gpt2-medium": dict(data="openwebtext", tokenizer="gpt2", n_layer=24, n_head=16, n_embd=1024,
                         seq_len=1024, batch_size=16, grad_accum=32, lr=3e-4, lr_decay="constant",
                         warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
