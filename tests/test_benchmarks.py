@@ -30,3 +30,86 @@ def test_train_step_quick():
     loss_diff, grad_diff = map(float, re.search(r"\|loss auto - loss dense\| = (\S+), "
                                                 r"max \|grad auto - grad dense\| = (\S+)", out).groups())
     assert loss_diff <= 1e-5 and grad_diff <= 1e-5  # the fused causal path computes what the masks do
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_throughput_smoke_on_cpu(tmp_path):
+    """``gpu_throughput.py --smoke``: every run, the batch search, the summary and the JSON, at tiny shapes."""
+    import json
+
+    path = tmp_path / "smoke.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--smoke",
+                           "--find-batch", "--json", str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for text in ("ARMD/AR time per token", "FLOP bound", "projected ARMD wall time, 400000 steps x 524288 tokens",
+                 "projected ARMD wall time, 10B tokens", "8 GPUs (ideal scaling)", "largest micro-batch that fits: 16"):
+        assert text in out, text
+    result = json.loads(path.read_text())
+    assert result["device"] == "cpu" and result["smoke"] and not result["bf16"] and not result["compile"]
+    runs = result["runs"]
+    assert list(runs) == ["armd", "ar", "mdm", "armd-sbp"]
+    for name, r in runs.items():
+        assert r["tokens_per_s"] > 0 and r["steps_timed"] >= 3 and r["micro_batch"] == 2, name
+        assert r["flops_per_token"] > 0 and r["flops_per_token_gpt"] > 0 and r["warmup_s"] >= 0, name
+        assert r["mfu"] is None and r["peak_mem_gib"] is None  # no GPU, no peak
+        assert r["final_loss"] > 0
+    assert runs["armd"]["order"] == "progressive" and runs["armd-sbp"]["order"] == "sbp"
+    assert runs["armd"]["flops_per_token"] > runs["armd"]["flops_per_token_gpt"]  # the query stream counted
+    s = result["summary"]
+    assert s["armd_ar_time_per_token"] == runs["ar"]["tokens_per_s"] / runs["armd"]["tokens_per_s"]
+    assert s["armd_ar_flop_bound"] == runs["armd"]["flops_per_token"] / runs["ar"]["flops_per_token"]
+    p = s["projection"]
+    assert (p["run_steps"], p["run_tokens_per_step"]) == (400_000, 512 * 1024)
+    assert abs(p["10B_hours_1gpu"] - 1e10 / runs["armd"]["tokens_per_s"] / 3600) < 1e-6 * p["10B_hours_1gpu"]
+    assert p["run_hours_8gpu_ideal"] == p["run_hours_1gpu"] / 8
+    assert set(result["find_batch"]) == {"armd", "ar", "mdm"}  # not SBP: it would recompile flex per size
+    assert result["find_batch"]["armd"] == {"largest_micro_batch": 16, "tries": [[8, True], [16, True]],
+                                            "every_try_fitted": True}  # --smoke caps the search at 16
+
+
+def test_gpu_throughput_batch_search_and_errors(monkeypatch):
+    """The micro-batch search survives out-of-memory errors (simulated on the CPU), re-raises other
+    errors, and asking for CUDA where there is none is a clear error."""
+    import argparse
+
+    import pytest
+    import torch
+
+    gt = _load_benchmark("gpu_throughput")
+    assert gt.largest_batch(lambda b: b <= 40) == (40, [(8, True), (16, True), (32, True), (64, False),
+                                                        (48, False), (40, True)])
+    assert gt.largest_batch(lambda b: False) == (0, [(8, False)])
+    assert gt.largest_batch(lambda b: True, 8, 20) == (16, [(8, True), (16, True)])
+
+    real_loss = gt.training_loss
+
+    def loss_or_oom(model, cfg, x, *args, **kwargs):
+        if x.shape[0] > 24:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_loss(model, cfg, x, *args, **kwargs)
+
+    args = argparse.Namespace(preset="gpt2-small", smoke=True, bf16=False, no_input_checks=False, vocab=64,
+                              max_batch=1024)
+    monkeypatch.setattr(gt, "training_loss", loss_or_oom)
+    found = gt.find_batch(args, "ar", torch.device("cpu"))
+    assert found["largest_micro_batch"] == 24 and not found["every_try_fitted"]
+    assert found["tries"] == [(8, True), (16, True), (32, False), (24, True)]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("not a memory problem")
+
+    monkeypatch.setattr(gt, "training_loss", broken)
+    with pytest.raises(RuntimeError, match="not a memory problem"):
+        gt.find_batch(args, "ar", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA was asked for"):
+            gt.main(["--seconds", "1"])
