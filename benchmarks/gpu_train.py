@@ -24,16 +24,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minarmd import throughput  # noqa: E402
 from minarmd.train import make_config, train  # noqa: E402
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core peaks
-
-
 def peak_flops() -> float | None:
+    """This GPU's dense bf16 peak (``throughput.PEAKS``), or None on a CPU or an unknown GPU."""
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+    try:
+        return throughput.peak_flops(torch.cuda.get_device_name())
+    except ValueError:
+        return None
 
 
 def main() -> None:
