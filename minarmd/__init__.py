@@ -13,16 +13,18 @@ The public API is deliberately small (notebooks and later code depend on it):
     model, cfg, tok = load_model("runs/armd/ckpt.pt")
     evaluate(model, load_data("shakespeare").eval_windows(128, 64))   # {protocol: Estimate}
 
-    from minarmd import generate, make_template
+    from minarmd import generate, generate_text, make_template
     out = generate(model, n=128, batch=4, streams=2)   # KV-cached SBP: 2 + 64 - 1 network calls
     out.tokens, out.calls                               # (4, 128) ids in original order, 65
+    generate_text(model, tok, prompt="ROMEO:", n=3, streams=2).texts   # strings in, strings out
 
 One concept per module: ``masking`` (forward process), ``permutation`` (orders and blocks),
 ``masks`` (M^c, M^sc), ``attention`` (backends), ``layers`` (transformer block),
 ``two_stream`` (Eq. 6-7), ``model`` (ARMD), ``transformer`` (plain baseline), ``loss``;
 ``ar`` and ``mdm`` (the baselines), ``tokenizer``, ``corpus``, ``synthetic``, ``openwebtext``,
 ``data``, ``zeroshot``, ``checkpoint``, ``train``, ``evaluate``, ``cache`` (KV caches),
-``sampler`` (any-order, SBP, infilling; AR and MDM samplers), ``quality`` (generative perplexity),
+``template`` (templates and generation plans), ``sampler`` (any-order, SBP, infilling; AR and MDM
+samplers), ``textgen`` (text in, text out; ``python -m minarmd.sample``), ``quality`` (generative perplexity),
 ``compare``. For the course (``notebooks/``, ``exercises/``): ``viz`` (pure plotting functions),
 ``widgets`` (the mask explorer, the sampler stepper) and ``check`` (``check("02.1", fn)``, the
 exercises' checkers); import them as modules, ``from minarmd import viz, widgets``.
@@ -36,7 +38,8 @@ from .mdm import MDM, mdm_loss
 from .model import ARMD
 from .permutation import (ProgressiveSchedule, left_to_right, order_from_mask_times, random_order,
                           shuffle_k, strided_order)
-from .sampler import FREE, generate, make_template, sample_ar, sample_mdm
+from .sampler import FREE, PAD, generate, generate_steps, make_template, sample_ar, sample_mdm
+from .textgen import generate_text
 from .tokenizer import get_tokenizer
 from .transformer import Transformer
 
@@ -63,6 +66,6 @@ __all__ = [
     "ProgressiveSchedule",
     "block_causal_mask", "strictly_causal_mask", "to_original_order",
     "GPT", "ar_loss", "MDM", "mdm_loss",
-    "generate", "make_template", "FREE", "sample_ar", "sample_mdm",
+    "generate", "generate_steps", "generate_text", "make_template", "FREE", "PAD", "sample_ar", "sample_mdm",
     "load_data", "get_tokenizer", "TrainConfig", "make_config", "load_model", "estimate",
 ]

@@ -8,8 +8,9 @@ Everything runs offline on the CPU (3 to 4 minutes on 2 cores at the default 600
    orders, NELBO under T = 8 masking trajectories (nats/token and bits/char);
 3. print samples with the KV cache: left to right (S = 1), strided block-parallel with S = 2 and 4
    (S + N/S - 1 network calls instead of N) and in a random order, each with its calls and wall
-   time, beside S = 1 without the cache; then one infilling example: a held-out passage with its
-   middle removed, filled in given the text on both sides.
+   time, beside S = 1 without the cache; then text in, text out (a prompt string, ``generate_text``);
+   then one infilling example: a held-out passage with its middle removed, filled in given the text
+   on both sides.
 
 The run directory (``--out``, default ``runs/quickstart``) keeps the checkpoint, the metrics log and
 the loss curve. ``python -m minarmd.demo`` is the earlier one-sentence walk-through of the method.
@@ -24,6 +25,7 @@ import torch
 from .data import load_data
 from .evaluate import evaluate
 from .sampler import FREE, generate
+from .textgen import generate_text
 from .train import load_model, make_config, train
 
 
@@ -65,7 +67,14 @@ def main(argv: list[str] | None = None) -> dict:
         samples[name] = tok.decode(out.tokens[0].tolist())
         print(f"--- {name}: {out.calls} network calls, {dt:.2f} s ---\n{samples[name]}\n")
 
-    print("4. Infilling: a held-out passage with its middle removed (marked [...]), filled in by ARMD")
+    print("4. Text in, text out: a prompt string, S = 2 streams (generate_text)")
+    text = generate_text(model, tok, prompt="ROMEO:\n", max_new_tokens=n - 7, streams=2, seed=args.seed)
+    samples["prompted"] = text.texts[0]
+    print(f"--- {text.calls} network calls, {text.seconds:.2f} s ---\n{text.texts[0]}\n")
+    print(f"   the same from the shell: python -m minarmd.sample --ckpt {args.out}/ckpt.pt --prompt \"ROMEO:\" "
+          f"--streams 2 --n 3\n")
+
+    print("5. Infilling: a held-out passage with its middle removed (marked [...]), filled in by ARMD")
     passage = data.eval_windows(n, 100)[-1]  # (n,) ids: the 100th held-out window (a dialogue)
     keep = n // 3  # given on each side; the middle third is generated
     template = passage.clone()[None]

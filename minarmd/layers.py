@@ -38,14 +38,21 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """x (B, H, M, hd), pos (B, M) integer positions -> rotated x, same shape and dtype."""
+    def forward(self, *xs: torch.Tensor, pos: torch.Tensor):
+        """Each x (B, H, M, hd), pos (B, M) integer positions -> rotated x, same shape and dtype.
+
+        Several tensors at the same positions (queries and keys) share one lookup of the tables;
+        one x gives one tensor back, several a tuple.
+        """
         # the tables stay float64 unless the model is cast (model.float() rounds them once); bf16
         # activations rotate with float32 values: pos * freq needs more than bf16's 8-bit mantissa
-        dtype = x.dtype if x.dtype in (torch.float64, torch.float32) else torch.float32
+        dtype = xs[0].dtype if xs[0].dtype in (torch.float64, torch.float32) else torch.float32
         cos, sin = self.cos[pos][:, None].to(dtype), self.sin[pos][:, None].to(dtype)  # (B, 1, M, hd/2)
-        x1, x2 = x.chunk(2, dim=-1)  # (B, H, M, hd/2) each
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+        out = []
+        for x in xs:
+            x1, x2 = x.chunk(2, dim=-1)  # (B, H, M, hd/2) each
+            out.append(torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype))
+        return out[0] if len(out) == 1 else tuple(out)
 
 
 class Attention(nn.Module):
@@ -71,16 +78,16 @@ class Attention(nn.Module):
     def qkv(self, h: torch.Tensor, pos: torch.Tensor):
         """Queries, keys and values of one (normalised) stream, RoPE applied: three (B, H, M, hd)."""
         q, k, v = self.c_attn(h).split(self.n_embd, dim=-1)
-        return self.rope(self._heads(q), pos), self.rope(self._heads(k), pos), self._heads(v)
+        return *self.rope(self._heads(q), self._heads(k), pos=pos), self._heads(v)
 
     def kv(self, h: torch.Tensor, pos: torch.Tensor):
         """Keys and values only (used when this stream's own queries are not needed)."""
         k, v = self._project(h, slice(self.n_embd, 3 * self.n_embd)).split(self.n_embd, dim=-1)
-        return self.rope(self._heads(k), pos), self._heads(v)
+        return self.rope(self._heads(k), pos=pos), self._heads(v)
 
     def query(self, h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Queries only, with the same W_q (ARMD's query stream): (B, H, M, hd)."""
-        return self.rope(self._heads(self._project(h, slice(0, self.n_embd))), pos)
+        return self.rope(self._heads(self._project(h, slice(0, self.n_embd))), pos=pos)
 
     def attend(self, q, k, v, mask: AttentionMask) -> torch.Tensor:
         """Attention for prepared q, k, v, merged heads and output projection: (B, Mq, D)."""

@@ -47,10 +47,13 @@ class MDM(nn.Module):
     def num_params(self) -> int:
         return self.net.num_params()
 
-    def forward(self, x_t: torch.Tensor) -> torch.Tensor:
-        """x_t (B, N) int64, ids in 0..V (V = [MASK]) -> logits (B, N, V) over the real tokens."""
+    def forward(self, x_t: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, N) int64, ids in 0..V (V = [MASK]) -> logits (B, N, V) over the real tokens.
+
+        ``present`` (B, N) bool marks the positions a shorter row has (padding keys are masked out).
+        """
         check_tokens(x_t, self.cfg.vocab_size + 1, self.cfg.max_len)
-        return self.net(x_t)[..., :self.cfg.vocab_size]  # (B, N, V)
+        return self.net(x_t, present)[..., :self.cfg.vocab_size]  # (B, N, V)
 
     def log_probs(self, x_t: torch.Tensor) -> torch.Tensor:
         """(B, N, V) float log-probabilities with carry-over: unmasked positions are one-hot."""

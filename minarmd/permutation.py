@@ -26,7 +26,8 @@ Orders provided:
   (the progressive permutation schedule's "k shuffled tokens"; ``window=True`` shuffles k
   consecutive slots instead);
 * ``strided_order`` — strided block-parallel (SBP) order with S streams: the S stream heads as
-  singleton blocks, then one block of S tokens per relative position (S + N/S - 1 blocks in all).
+  singleton blocks, then one block of S tokens per relative position (S + N/S - 1 blocks in all;
+  ``uneven=True`` allows S not dividing N: the last blocks are shorter).
 
 ``ProgressiveSchedule`` gives k(step) of the paper's curriculum: 0 (pure left to right) for the
 first ``i_ar`` steps, then a linear ramp from 1 to ``rho`` shuffled tokens at step ``i_perm``, then flat.
@@ -100,23 +101,35 @@ def shuffle_k(batch: int, n: int, k: int, generator: torch.Generator | None = No
     return order, blocks
 
 
-def strided_order(n: int, streams: int, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Strided block-parallel order: S streams of n/S consecutive positions, interleaved.
+def strided_order(n: int, streams: int, batch: int = 1, uneven: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strided block-parallel order: S streams of consecutive positions, interleaved.
 
     Phase 1 generates the S stream heads one at a time (blocks 1..S); phase 2 generates, for each
-    relative position j = 1..n/S-1, the S tokens {x_j^(1..S)} as one block (block S + j).
-    n = 8, S = 2 gives order [0, 4, 1, 5, 2, 6, 3, 7] and blocks [1, 2, 3, 3, 4, 4, 5, 5].
+    relative position j = 1, 2, ..., the tokens {x_j^(1..S)} as one block (block S + j).
+    n = 8, S = 2 gives order [0, 4, 1, 5, 2, 6, 3, 7] and blocks [1, 2, 3, 3, 4, 4, 5, 5]:
+    S + n/S - 1 blocks.
+
+    S must divide n, unless ``uneven=True`` (the sampler's rule for any number of free positions):
+    then the runs are as even as possible, the first n mod S runs one position longer than the
+    others, so the last phase-2 blocks hold fewer than S tokens. n = 10, S = 4 gives runs of
+    3, 3, 2, 2 positions and S + ceil(n/S) - 1 = 6 blocks. Every stream needs a position: S <= n.
     """
     _check_size("n", n)
     _check_size("streams", streams)
     _check_size("batch", batch)
-    if n % streams:
+    if streams > n:
+        raise ValueError(f"streams={streams} exceeds n={n}: every stream needs at least one position; "
+                         f"use at most {n} streams")
+    if n % streams and not uneven:
         raise ValueError(f"streams={streams} must divide n={n}: each stream holds n/S positions "
                          f"(pad the sequence or pick S among the divisors of n)")
-    length = n // streams
-    rel = torch.arange(length).repeat_interleave(streams)  # (N,) relative position j of each slot
-    stream = torch.arange(streams).repeat(length)  # (N,) stream s of each slot
-    order = stream * length + rel
+    base, extra = divmod(n, streams)
+    lengths = torch.full((streams,), base) + (torch.arange(streams) < extra)  # (S,) run lengths
+    stream = torch.arange(streams).repeat_interleave(lengths)  # (n,) stream of each position
+    start = torch.cumsum(lengths, 0) - lengths  # (S,) first position of each run
+    rel = torch.arange(n) - start[stream]  # (n,) relative position j within its run
+    slot = torch.argsort(rel * streams + stream)  # generation order: by j, then by stream
+    order, rel, stream = slot, rel[slot], stream[slot]
     blocks = torch.where(rel == 0, stream + 1, streams + rel)
     return order.expand(batch, n).clone(), blocks.expand(batch, n).clone()
 

@@ -9,51 +9,80 @@ and block b's tokens are drawn independently from these distributions.
 
 * *Sequential decoding*: singleton blocks, in any order: left to right, random, or your own.
 * *Strided block-parallel (SBP)* with S streams: the m positions to generate are cut into S runs
-  of m/S consecutive positions. Phase 1 draws the S run heads one at a time. Phase 2 draws, for each
-  relative position j = 1 .. m/S - 1, the S tokens {x_j^(1..S)} in one call. That is
-  S + m/S - 1 calls instead of m. Tokens drawn together are m/S positions apart; this spatial
-  separation is what makes drawing them independently reasonable. S must divide m.
-* *Conditioning*: a **template** fixes tokens anywhere (prompt, suffix, scattered). ``FREE`` (-1)
-  marks the positions to generate. The given tokens become the first blocks: singletons, left to
-  right. They are committed in one call and never changed.
+  of consecutive positions. Phase 1 draws the S run heads one at a time. Phase 2 draws, for each
+  relative position j = 1, 2, ..., the S tokens {x_j^(1..S)} in one call. That is
+  S + ceil(m/S) - 1 calls instead of m. Tokens drawn together are about m/S positions apart; this
+  spatial separation is what makes drawing them independently reasonable. When S does not divide m
+  the first m mod S runs are one position longer (``template.plan``).
+* *Conditioning*: a **template** (``template.py``) fixes tokens anywhere (prompt, suffix, scattered),
+  and its rows may differ in what they give and in length. The given tokens become each row's first
+  blocks: singletons, left to right. The first call commits them and predicts the first block to
+  draw; with a causal stack it also predicts the given tokens' own rows, because under M^c the
+  stack's rows of later blocks attend to them (``cache.py``). They are never changed.
 
 With ``cache=True`` (the default) each call is incremental (``cache.py``): O(1) layer work per token.
-``cache=False`` re-runs the network on the whole prefix. It is the reference the tests compare
-against and the baseline of the speed benchmark.
+``cache=False`` runs the network on the whole prefix. It is the reference: the two draw identical
+tokens from the same generator, for every template, order, S and split of the layers (tested).
 
-**AR**: the GPT's KV cache, one token per call. **MDM**: ancestral sampling over T steps
-t = 1, 1 - 1/T, ..., 0, MDLM style. Each still-masked token is revealed between t and s with
-probability (t - s)/t, drawn from the model's prediction; unmasked tokens are carried over. With no
-time conditioning the prediction depends only on x_t, so it can be reused while no token has changed
-(MDLM's caching). Here which tokens to reveal is decided first, so a step that reveals nothing
-simply makes no call.
+**AR**: the GPT's KV cache, one token per call, given tokens fed where a row has them (a prompt;
+rows may differ in length). **MDM**: ancestral sampling over T steps t = 1, 1 - 1/T, ..., 0, MDLM
+style. Each still-masked token is revealed between t and s with probability (t - s)/t, drawn from
+the model's prediction; unmasked tokens are carried over. With no time conditioning the prediction
+depends only on x_t, so it can be reused while no token has changed (MDLM's caching). Here which
+tokens to reveal is decided first, so a step that reveals nothing simply makes no call.
 
 **Draws**: softmax in float64 on the CPU with an explicit ``torch.Generator``; temperature, top-k
-and top-p (nucleus). (Gumbel-max sampling in float32 is known to lower sample entropy.)
+and top-p (nucleus). (Gumbel-max sampling in float32 is known to lower sample entropy.) Every
+sampler also returns the **log-probability** of each drawn token under the model (temperature 1,
+no top-k/top-p), so that summed over a left-to-right sample it is the model's log-likelihood.
+
+**Stopping** (``stop_token``, e.g. GPT-2's end-of-text): every FREE position after the first drawn
+stop token, in position order, is set to the stop token (log-probability NaN). Left to right with
+one stream and the given tokens all before the free ones (a prompt), the samplers also stop calling
+the network once every row has drawn it. In any other order the later positions may have been drawn
+first, so generation runs to the end and only the cut applies.
+
+**Watching**: ``callback(step)`` is called after every network call with a ``Step``;
+``generate_steps`` yields the same steps one by one (a live generation to step through).
 """
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 
 from .cache import ARMDCache, GPTCache
 from .evaluate import model_kind
-from .permutation import strided_order
+from .template import FREE, PAD, block_spans, call_slots, check_template, make_template, plan, stack_rows
 
-FREE = -1  # template value of a position to generate
+__all__ = ["FREE", "PAD", "Generation", "Step", "block_spans", "check_sampling", "draw", "generate",
+           "fill", "generate_steps", "make_template", "plan", "sample_ar", "sample_mdm", "stack_rows"]
 
 
 @dataclass
 class Generation:
     """Samples plus how they were made."""
 
-    tokens: torch.Tensor  # (B, N) int64, in original order
+    tokens: torch.Tensor  # (B, N) int64, in original order; PAD (-2) after the end of a shorter row
     order: torch.Tensor  # (B, N) original positions in generation order (given tokens first)
     blocks: torch.Tensor  # (B, N) block ids along ``order``
     calls: int  # network calls spent (a prompt's prefill shares the first call)
+    logprobs: torch.Tensor | None = None  # (B, N) float64 log p_model(token | its context); NaN where not drawn
+
+
+@dataclass
+class Step:
+    """One network call of a sampler, as ``callback`` and ``generate_steps`` see it."""
+
+    call: int  # 0-based index of this call
+    positions: torch.Tensor  # (B, K) original positions drawn in this call; -1 where a row draws nothing
+    tokens: torch.Tensor  # (B, K) the tokens drawn; -1 where none
+    logprobs: torch.Tensor  # (B, K) float64 log-probabilities of the tokens drawn; NaN where none
+    logits: torch.Tensor  # (B, K, V) the model's logits at those positions (0 where none)
+    sequence: torch.Tensor  # (B, N) every token so far in original order; FREE where not drawn yet
 
 
 # ----------------------------------------------------------------------------- drawing tokens
@@ -68,6 +97,27 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
         raise ValueError(f"top_p must be None or in (0, 1] (1 keeps every token), got {top_p!r}")
 
 
+def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+          generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, V) logits -> (n,) int64 samples on the CPU and their (n,) float64 model log-probabilities."""
+    logits = logits.detach().double().cpu()  # (n, V)
+    if not logits.isfinite().all() and (logits.isnan().any() or logits.isposinf().any()
+                                        or not logits.isfinite().any(dim=-1).all()):  # -inf alone is a mask
+        raise ValueError("the model produced non-finite logits (NaN or inf): its weights are probably broken "
+                         "(a diverged run?); check the checkpoint, or evaluate it first")
+    scaled = logits / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (n, 1)
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
+    if top_p is not None and top_p < 1:
+        sorted_p, index = probs.sort(dim=-1, descending=True)
+        drop_sorted = sorted_p.cumsum(-1) - sorted_p >= top_p  # mass before this token already >= p
+        probs = probs.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, index, drop_sorted), 0.0)
+    tokens = torch.multinomial(probs, 1, generator=generator)  # (n, 1); multinomial renormalises each row
+    return tokens[:, 0], torch.log_softmax(logits, dim=-1).gather(1, tokens)[:, 0]
+
+
 def draw(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
          top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """(..., V) logits -> (...) int64 samples, drawn in float64 on the CPU, returned on logits' device.
@@ -76,118 +126,11 @@ def draw(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = Non
     whose probability reaches p (the most likely token is always kept).
     """
     check_sampling(temperature, top_k, top_p)
-    scaled = logits.detach().double().cpu() / temperature  # (..., V)
-    if top_k is not None and top_k < scaled.shape[-1]:
-        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)
-    if top_p is not None and top_p < 1:
-        sorted_p, index = probs.sort(dim=-1, descending=True)
-        drop_sorted = sorted_p.cumsum(-1) - sorted_p >= top_p  # mass before this token already >= p
-        probs = probs.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, index, drop_sorted), 0.0)
-    flat = probs.reshape(-1, probs.shape[-1])  # multinomial renormalises each row
-    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
+    tokens, _ = _draw(logits.reshape(-1, logits.shape[-1]), temperature, top_k, top_p, generator)
+    return tokens.view(logits.shape[:-1]).to(logits.device)
 
 
-# ----------------------------------------------------------------------------- templates and plans
-
-def make_template(n: int, batch: int = 1, prompt=None, suffix=None) -> torch.Tensor:
-    """(batch, n) int64: ``prompt`` at the start, ``suffix`` at the end, ``FREE`` elsewhere.
-
-    ``prompt`` and ``suffix`` are id lists or tensors, (P,) or (batch, P).
-    """
-    if not isinstance(n, int) or n < 1 or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"n and batch must be integers >= 1, got n={n!r}, batch={batch!r}")
-    parts = []
-    for name, ids in (("prompt", prompt), ("suffix", suffix)):
-        ids = torch.zeros(batch, 0, dtype=torch.long) if ids is None else torch.as_tensor(ids)
-        if ids.dtype not in (torch.int32, torch.int64) or ids.ndim not in (1, 2):
-            raise ValueError(f"{name} must be token ids, shaped (P,) or (batch, P); "
-                             f"got dtype {ids.dtype} and shape {tuple(ids.shape)}")
-        parts.append(ids.long().expand(batch, -1) if ids.ndim == 1 else ids.long())
-    prompt, suffix = parts
-    if prompt.shape[1] + suffix.shape[1] >= n:
-        raise ValueError(f"prompt ({prompt.shape[1]} tokens) and suffix ({suffix.shape[1]}) leave nothing "
-                         f"to generate in n={n} positions; raise n or shorten them")
-    template = torch.full((batch, n), FREE, dtype=torch.long)
-    template[:, :prompt.shape[1]] = prompt
-    if suffix.shape[1]:
-        template[:, n - suffix.shape[1]:] = suffix
-    return template
-
-
-def check_template(template: torch.Tensor, vocab_size: int, max_len: int) -> int:
-    """Validate a (B, N) template; returns the number of given tokens per row."""
-    if not isinstance(template, torch.Tensor) or template.dtype != torch.long or template.ndim != 2:
-        raise ValueError("template must be a (B, N) int64 tensor: token ids where given, FREE (-1) where "
-                         "to generate (build one with make_template)")
-    B, N = template.shape
-    if N > max_len:
-        raise ValueError(f"template length N={N} exceeds the model's max_len={max_len}: "
-                         f"generate at most {max_len} tokens (or a shorter prompt)")
-    if template.min() < FREE or template.max() >= vocab_size:
-        raise ValueError(f"template ids must be in 0..vocab_size-1={vocab_size - 1} (or FREE = -1), "
-                         f"got values in {int(template.min())}..{int(template.max())}")
-    given = (template != FREE).sum(dim=1)  # (B,)
-    if (given != given[0]).any():
-        raise ValueError(f"every row of the template must give the same number of tokens "
-                         f"(blocks are shared by the batch), got {given.tolist()}")
-    if int(given[0]) == N:
-        raise ValueError("the template gives every position: nothing to generate")
-    return int(given[0])
-
-
-def plan(template: torch.Tensor, streams: int = 1, order: str | torch.Tensor = "l2r",
-         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generation order and blocks (both (B, N)) for a template.
-
-    Given tokens come first (singleton blocks, left to right). Then the FREE positions: left to
-    right ("l2r"), in a random order per row ("random"), or in your order. A tensor ``order``,
-    (m,) or (B, m), is a permutation of 0..m-1 that ranks the m free positions (taken in ascending
-    position order), so for an empty template it is simply the order of positions. With
-    ``streams`` > 1 the free positions are strided over S runs (SBP; order "l2r").
-    """
-    B, N = template.shape
-    given = template != FREE
-    n_given = int(given[0].sum())
-    m = N - n_given
-    if not isinstance(streams, int) or streams < 1:
-        raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
-    custom = isinstance(order, torch.Tensor)
-    if custom:
-        order = order.long().expand(B, -1) if order.ndim == 1 else order.long()
-        if order.shape != (B, m) or not torch.equal(order.sort(dim=1).values, torch.arange(m).expand(B, m)):
-            raise ValueError(f"a tensor order must be a permutation of 0..{m - 1} (one rank per free "
-                             f"position), shaped ({m},) or ({B}, {m}); got shape {tuple(order.shape)}")
-    elif order not in ("l2r", "random"):
-        raise ValueError(f"order must be 'l2r', 'random' or a permutation tensor, got {order!r}")
-    if streams > 1 and (custom or order != "l2r"):
-        raise ValueError("strided generation (streams > 1) runs its streams left to right: use order='l2r'")
-    if m % streams:
-        raise ValueError(f"streams={streams} must divide the number of positions to generate ({m}): "
-                         f"each stream holds m/S consecutive positions; change n, the prompt or S")
-    # stable sort of "is free": given positions ascending, then free positions ascending
-    by_position = torch.sort((~given).long(), dim=1, stable=True).indices  # (B, N)
-    free = by_position[:, n_given:]  # (B, m)
-    free_blocks = torch.arange(1, m + 1).expand(B, m)
-    if custom:
-        free = free.gather(1, order.to(free.device))
-    elif order == "random":
-        free = free.gather(1, torch.argsort(torch.rand(B, m, generator=generator, dtype=torch.float64), dim=1))
-    elif streams > 1:
-        slots, free_blocks = strided_order(m, streams, B)
-        free = free.gather(1, slots)
-    given_blocks = torch.arange(1, n_given + 1).expand(B, n_given)
-    return (torch.cat([by_position[:, :n_given], free], dim=1),
-            torch.cat([given_blocks, free_blocks + n_given], dim=1))
-
-
-def block_spans(blocks: torch.Tensor) -> list[tuple[int, int]]:
-    """[(start, end), ...] slots of each block along a (B, N) blocks tensor (shared by the batch)."""
-    ids = blocks[0].tolist()
-    starts = [k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]]
-    return list(zip(starts, starts[1:] + [len(ids)]))
-
+# ----------------------------------------------------------------------------- shared helpers
 
 @contextmanager
 def inference(model):
@@ -212,12 +155,65 @@ def _device(model, kind: str) -> torch.device:
     return next(model.parameters()).device
 
 
-def _template(template, n, batch) -> torch.Tensor:
+def _template(template, n, batch, prompt=None) -> torch.Tensor:
     if template is None:
-        return make_template(n, batch)
+        if n is None:
+            raise ValueError("pass n (the number of positions) or a template")
+        return make_template(n, batch, prompt=prompt)
     if n is not None and template.shape[-1] != n:
         raise ValueError(f"n={n} disagrees with the template's length {template.shape[-1]}; pass one of them")
     return template
+
+
+def _check_stop(stop_token, vocab_size: int) -> None:
+    if stop_token is not None and (not isinstance(stop_token, int) or isinstance(stop_token, bool)
+                                   or not 0 <= stop_token < vocab_size):
+        raise ValueError(f"stop_token must be None or a token id in 0..{vocab_size - 1}, got {stop_token!r}")
+
+
+def _prompt_only(template: torch.Tensor) -> bool:
+    """Every row's given tokens come before its free positions (a prompt, no suffix, no scattered tokens)."""
+    pos = torch.arange(template.shape[1])
+    last_given = torch.where(template >= 0, pos, -1).max(dim=1).values
+    first_free = torch.where(template == FREE, pos, template.shape[1]).min(dim=1).values
+    return bool((last_given < first_free).all())
+
+
+def _cut_at_stop(tokens: torch.Tensor, logprobs: torch.Tensor, template: torch.Tensor, stop_token) -> None:
+    """In place, original order: every FREE position after a row's first drawn stop token -> stop token."""
+    if stop_token is None:
+        return
+    free = template.to(tokens.device) == FREE
+    hit = free & (tokens == stop_token)
+    after = (torch.cumsum(hit.long(), dim=1) - hit.long()) > 0  # strictly after the first hit
+    cut = free & (after | (tokens == FREE))  # (B, N); FREE left undrawn only by an early stop
+    tokens[cut] = stop_token
+    logprobs[cut.cpu()] = float("nan")
+
+
+def _step_record(call: int, rows: torch.Tensor, cols: torch.Tensor, positions: torch.Tensor,
+                 drawn: torch.Tensor, logprobs: torch.Tensor, logits: torch.Tensor, sequence: torch.Tensor,
+                 batch: int) -> Step:
+    """A Step from the flat list of what one call drew: row, index within the row, position, token, ..."""
+    width = int(cols.max()) + 1 if cols.numel() else 0
+    pos = torch.full((batch, width), -1, dtype=torch.long)
+    tok, lp = pos.clone(), torch.full((batch, width), float("nan"), dtype=torch.float64)
+    out_logits = torch.zeros(batch, width, logits.shape[-1], dtype=logits.dtype)
+    rows, cols = rows.cpu(), cols.cpu()
+    pos[rows, cols], tok[rows, cols], lp[rows, cols] = positions.cpu(), drawn.cpu(), logprobs
+    out_logits[rows, cols] = logits.detach().cpu()
+    return Step(call, pos, tok, lp, out_logits, sequence.cpu().clone())
+
+
+def _run(steps: Iterator, callback: Callable | None):
+    """Drive a sampler's step generator; pass each Step to ``callback``; return its Generation."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        if callback is not None:
+            callback(step)
 
 
 # ----------------------------------------------------------------------------- ARMD
@@ -225,96 +221,293 @@ def _template(template, n, batch) -> torch.Tensor:
 def generate(model, n: int | None = None, batch: int = 1, template: torch.Tensor | None = None,
              streams: int = 1, order: str | torch.Tensor = "l2r", temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, generator: torch.Generator | None = None,
-             cache: bool = True) -> Generation:
+             cache: bool = True, stop_token: int | None = None,
+             callback: Callable[[Step], None] | None = None) -> Generation:
     """Sample from an ARMD model: ``batch`` sequences of ``n`` tokens, or fill a ``template``.
 
     ``streams`` = S > 1 gives SBP; ``order`` ("l2r", "random" or a permutation) orders the free
-    positions (see ``plan``). ``cache=False`` re-runs the whole prefix at every call.
+    positions (see ``template.plan``). ``cache=False`` re-runs the network at every call.
+    ``stop_token`` and ``callback``: see the module docstring.
     """
+    return _run(_armd_steps(model, n, batch, template, streams, order, temperature, top_k, top_p,
+                            generator, cache, stop_token, record=callback is not None), callback)
+
+
+def generate_steps(model, n: int | None = None, batch: int = 1, template: torch.Tensor | None = None,
+                   **kwargs) -> Iterator[Step]:
+    """``generate`` one network call at a time: yields a ``Step`` after each call (a live generation).
+
+    ``for step in generate_steps(model, 64, streams=4): ...``; the last step's ``sequence`` holds the
+    samples (before the ``stop_token`` cut). Same arguments as ``generate`` (no ``callback``).
+    """
+    steps = _armd_steps(model, n, batch, template, kwargs.pop("streams", 1), kwargs.pop("order", "l2r"),
+                        kwargs.pop("temperature", 1.0), kwargs.pop("top_k", None), kwargs.pop("top_p", None),
+                        kwargs.pop("generator", None), kwargs.pop("cache", True), kwargs.pop("stop_token", None),
+                        record=True)
+    if kwargs:
+        raise ValueError(f"unknown arguments {sorted(kwargs)}; generate_steps takes generate's arguments")
+    yield from steps
+
+
+class _Slots:
+    """Some slots of every row along the generation order: a slice when the batch shares one block
+    structure (then every row's slots are the same range), else a padded (B, K) index with a mask."""
+
+    def __init__(self, index: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                 span: tuple[int, int] | None = None):
+        self.index, self.valid, self.span = index, valid, span
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, ...) -> (B, K, ...)
+        if self.span is not None:
+            return t[:, self.span[0]:self.span[1]]
+        return t.gather(1, self.index if t.ndim == 2 else self.index[..., None].expand(-1, -1, t.shape[-1]))
+
+    def blocks(self, blocks: torch.Tensor, ids: list[int] | None):  # for ARMDCache.step
+        if self.span is not None:
+            return ids[self.span[0]:self.span[1]]
+        return torch.where(self.valid, blocks.gather(1, self.index), PAD)
+
+    def entries(self):  # (rows, slots) of the real entries, row-major
+        if self.span is not None:
+            return None
+        rows, cols = self.valid.nonzero(as_tuple=True)
+        return rows, self.index[rows, cols], cols
+
+
+def _armd_steps(model, n, batch, template, streams, order, temperature, top_k, top_p, generator, cache,
+                stop_token, record: bool):
+    """The ARMD sampler as a generator: yields a Step per call when ``record``; returns the Generation."""
     device = _device(model, "armd")
     check_sampling(temperature, top_k, top_p)
+    _check_stop(stop_token, model.cfg.vocab_size)
     template = _template(template, n, batch)
-    n_given = check_template(template, model.cfg.vocab_size, model.cfg.max_len)
-    order, blocks = plan(template, streams, order, generator)
-    order, blocks, template = order.to(device), blocks.to(device), template.to(device)
-    tokens = template.gather(1, order)  # (B, N) in generation order; FREE where still to draw
-    B, N = tokens.shape
-    spans = block_spans(blocks)[n_given:]  # the blocks to generate
-    ids = blocks[0].tolist()
+    n_given = check_template(template, model.cfg.vocab_size, model.cfg.max_len)  # (B,)
+    n_real = (template != PAD).sum(dim=1)  # (B,)
+    stop_early = stop_token is not None and streams == 1 and isinstance(order, str) and order == "l2r" \
+        and _prompt_only(template)
+    gen_order, blocks = plan(template, streams, order, generator)  # (B, N) each, CPU
+    B, N = template.shape
+    # one block structure for the whole batch (no ragged rows): every call's slots are one range
+    shared = bool((blocks == blocks[:1]).all()) and bool((n_real == N).all())
+    ids = blocks[0].tolist() if shared else None
+    g = int(n_given[0])
+    if shared:  # (call slots, given slots) as ranges
+        calls = [_Slots(span=span) for span in block_spans(blocks)[g:]]
+        given = _Slots(span=(0, g))
+    else:
+        calls = [_Slots(index.to(device), valid.to(device)) for index, valid in call_slots(blocks, n_given, n_real)]
+        g_max = int(n_given.max())
+        given = _Slots(torch.arange(g_max, device=device).expand(B, g_max).contiguous(),
+                       torch.arange(g_max, device=device) < n_given.to(device)[:, None])
+    gen_order, blocks, template = gen_order.to(device), blocks.to(device), template.to(device)
+    tokens = template.gather(1, gen_order)  # (B, N) in generation order; FREE where still to draw
+    logprobs = torch.full((B, N), float("nan"), dtype=torch.float64)  # generation order, CPU
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    made = 0
     with inference(model):
-        if cache:
-            kv = ARMDCache(model, B, capacity=N)
-            committed = (0, n_given)  # the given tokens are committed with the first prediction
-            for start, end in spans:
-                c0, c1 = committed
-                logits = kv.step(tokens[:, c0:c1], order[:, c0:c1], ids[c0:c1],
-                                 order[:, start:end], ids[start:end])  # (B, end - start, V)
-                tokens[:, start:end] = draw(logits, temperature, top_k, top_p, generator)
-                committed = (start, end)
-        else:
-            for start, end in spans:
-                seen = tokens[:, :end].clamp(min=0)  # FREE slots of this block: never seen (M^sc)
-                logits = model(seen, order[:, :end], blocks[:, :end])[:, start:end]
-                tokens[:, start:end] = draw(logits, temperature, top_k, top_p, generator)
-    out = torch.empty_like(tokens).scatter_(1, order, tokens)  # back to original order
-    return Generation(out, order, blocks, calls=len(spans))
+        kv = ARMDCache(model, B, capacity=N, check=False) if cache else None
+        # with a causal stack the first call also predicts the given tokens' rows (see cache.py)
+        ask_given = cache and len(model.causal) > 0 and int(n_given.max()) > 0
+        commit = given
+        for j, call in enumerate(calls):
+            if cache:
+                query = call
+                if j == 0 and ask_given:  # the given slots, then the first block's: one range per row
+                    if shared:
+                        query = _Slots(span=(0, call.span[1]))
+                    else:
+                        q_end = n_given.to(device) + call.valid.sum(dim=1)
+                        index = torch.arange(int(q_end.max()), device=device).expand(B, -1).contiguous()
+                        query = _Slots(index, index < q_end[:, None])
+                logits = kv.step(commit.take(tokens), commit.take(gen_order), commit.blocks(blocks, ids),
+                                 query.take(gen_order), query.blocks(blocks, ids))  # (B, Kq, V)
+                if query is not call:  # keep the rows of this call's block
+                    logits = logits[:, g:] if shared else logits[query.valid & (query.index >= n_given.to(device)[:, None])]
+            else:
+                end = call.span[1] if shared else int(call.index[call.valid].max()) + 1  # every row's block < end
+                logits = call.take(model(tokens[:, :end].clamp(min=0), gen_order[:, :end], blocks[:, :end]))
+            if shared:
+                logits = logits.reshape(-1, logits.shape[-1])  # (B * K, V), row-major
+            elif logits.ndim == 3:
+                logits = logits[call.valid]  # (n, V), row-major: each row's slots of this call in order
+            made += 1
+            drawn, lp = _draw(logits, temperature, top_k, top_p, generator)
+            entries = call.entries()
+            if stop_early:  # rows that already drew the stop token keep it
+                ended = (stopped[:, None].expand(-1, call.span[1] - call.span[0]).reshape(-1) if shared
+                         else stopped[entries[0]]).cpu()
+                drawn, lp = torch.where(ended, stop_token, drawn), torch.where(ended, float("nan"), lp)
+            if shared:
+                a, b = call.span
+                tokens[:, a:b] = drawn.view(B, b - a).to(device)
+                logprobs[:, a:b] = lp.view(B, b - a)
+            else:
+                rows, target, _ = entries
+                tokens[rows, target] = drawn.to(device)
+                logprobs[rows.cpu(), target.cpu()] = lp
+            commit = call
+            if record:
+                if shared:
+                    a, b = call.span
+                    rows = torch.arange(B).repeat_interleave(b - a)
+                    target, cols = torch.arange(a, b).repeat(B), torch.arange(b - a).repeat(B)
+                else:
+                    rows, target, cols = entries
+                sequence = torch.empty_like(tokens).scatter_(1, gen_order, tokens)
+                yield _step_record(j, rows, cols, gen_order[rows, target.to(device)], drawn, lp, logits, sequence, B)
+            if stop_early:
+                hit = (drawn == stop_token).to(device)
+                stopped |= hit.view(B, -1).any(dim=1) if shared else torch.zeros_like(stopped).index_put_(
+                    (entries[0][hit],), torch.ones_like(hit[hit]))
+                remaining = torch.ones_like(stopped) if shared else (
+                    calls[j + 1].valid.any(dim=1) if j + 1 < len(calls) else torch.zeros_like(stopped))
+                if j + 1 < len(calls) and bool((stopped | ~remaining).all()):
+                    break
+    out = torch.empty_like(tokens).scatter_(1, gen_order, tokens)  # back to original order
+    out_lp = torch.empty_like(logprobs).scatter_(1, gen_order.cpu(), logprobs)
+    _cut_at_stop(out, out_lp, template, stop_token)
+    return Generation(out, gen_order, blocks, calls=made, logprobs=out_lp)
 
 
 # ----------------------------------------------------------------------------- baselines
 
-def sample_ar(model, n: int, batch: int = 1, prompt=None, temperature: float = 1.0,
+def sample_ar(model, n: int | None = None, batch: int = 1, prompt=None, temperature: float = 1.0,
               top_k: int | None = None, top_p: float | None = None,
-              generator: torch.Generator | None = None, cache: bool = True) -> Generation:
-    """Left-to-right samples from the GPT baseline: ``n`` tokens in all, ``prompt`` first."""
+              generator: torch.Generator | None = None, cache: bool = True,
+              template: torch.Tensor | None = None, stop_token: int | None = None,
+              callback: Callable[[Step], None] | None = None) -> Generation:
+    """Left-to-right samples from the GPT baseline: ``n`` tokens in all, ``prompt`` first.
+
+    A ``template`` may give each row its own prompt and length (given tokens first, then FREE,
+    then PAD); the AR model cannot condition on anything after the free positions.
+    """
+    return _run(_ar_steps(model, n, batch, prompt, template, temperature, top_k, top_p, generator, cache,
+                          stop_token, record=callback is not None), callback)
+
+
+def _ar_steps(model, n, batch, prompt, template, temperature, top_k, top_p, generator, cache, stop_token,
+              record: bool):
     device = _device(model, "ar")
     check_sampling(temperature, top_k, top_p)
-    template = make_template(n, batch, prompt=prompt)
+    _check_stop(stop_token, model.cfg.vocab_size)
+    if template is not None and prompt is not None:
+        raise ValueError("pass a prompt or a template, not both")
+    template = _template(template, n, batch, prompt)
     n_given = check_template(template, model.cfg.vocab_size, model.cfg.max_len)
-    x = template.to(device)  # (B, N)
+    if not _prompt_only(template):
+        raise ValueError("the AR baseline generates left to right: given tokens must form a prompt (all before "
+                         "the FREE positions of their row); use ARMD (generate) or MDM for suffixes and infilling")
+    B, N = template.shape
+    x = template.to(device, copy=True)  # (B, N); the caller's template stays as it is
+    logprobs = torch.full((B, N), float("nan"), dtype=torch.float64)
+    start, end = int(n_given.min()), int((template != PAD).sum(dim=1).max())
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    made = 0
     with inference(model):
-        kv = GPTCache(model, batch, capacity=n) if cache else None
-        logits = kv.step(x[:, :n_given])[:, -1] if cache else None  # (B, V)
-        for k in range(n_given, n):
-            if not cache:
-                logits = model.next_logits(x[:, :k])
-            x[:, k] = draw(logits, temperature, top_k, top_p, generator)
-            if cache and k + 1 < n:
-                logits = kv.step(x[:, k:k + 1])[:, -1]
-    order = torch.arange(n).expand(batch, n)
-    return Generation(x, order, order + 1, calls=n - n_given)
+        kv = GPTCache(model, B, capacity=N) if cache else None
+        logits = kv.step(x[:, :start].clamp(min=0))[:, -1] if cache else None  # (B, V)
+        for k in range(start, end):
+            free = x[:, k] == FREE  # (B,) rows that draw position k (others give it, or have ended)
+            if free.any():
+                if not cache:
+                    logits = model.next_logits(x[:, :k].clamp(min=0))
+                drawn, lp = _draw(logits[free], temperature, top_k, top_p, generator)
+                ended = stopped[free].cpu()
+                drawn, lp = torch.where(ended, stop_token if stop_token is not None else 0, drawn), \
+                    torch.where(ended, float("nan"), lp)
+                x[free, k] = drawn.to(device)
+                logprobs[free.cpu(), k] = lp
+                if stop_token is not None:
+                    stopped[free.nonzero()[:, 0][drawn.to(device) == stop_token]] = True
+                rows = free.nonzero()[:, 0]
+                if record:
+                    yield _step_record(made, rows, torch.zeros_like(rows), torch.full_like(rows, k), drawn, lp,
+                                       logits[free], x, B)
+            made += 1 if cache or free.any() else 0
+            if stop_token is not None and bool((stopped | (x[:, k + 1:end] != FREE).all(dim=1)).all()):
+                break
+            if cache and k + 1 < end:
+                logits = kv.step(x[:, k:k + 1].clamp(min=0))[:, -1]
+    order = torch.arange(N).expand(B, N)
+    _cut_at_stop(x, logprobs, template, stop_token)
+    return Generation(x, order, order + 1, calls=made, logprobs=logprobs)
 
 
 def sample_mdm(model, n: int | None = None, batch: int = 1, steps: int | None = None,
                template: torch.Tensor | None = None, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None,
-               generator: torch.Generator | None = None) -> Generation:
-    """Ancestral samples from the MDM baseline over ``steps`` (default: the number of free positions).
+               generator: torch.Generator | None = None, stop_token: int | None = None,
+               callback: Callable[[Step], None] | None = None) -> Generation:
+    """Ancestral samples from the MDM baseline over ``steps`` (default: the most free positions of a row).
 
     ``order``/``blocks`` of the result record when each position was revealed (block = step).
+    Rows of a template may differ in what they give and in length (PAD keys are masked out).
     """
+    return _run(_mdm_steps(model, n, batch, steps, template, temperature, top_k, top_p, generator, stop_token,
+                           record=callback is not None), callback)
+
+
+def _mdm_steps(model, n, batch, steps, template, temperature, top_k, top_p, generator, stop_token, record: bool):
     device = _device(model, "mdm")
     check_sampling(temperature, top_k, top_p)
+    _check_stop(stop_token, model.cfg.vocab_size)
     template = _template(template, n, batch)
-    n_given = check_template(template, model.cfg.vocab_size, model.cfg.max_len)
+    check_template(template, model.cfg.vocab_size, model.cfg.max_len)
     B, N = template.shape
-    steps = N - n_given if steps is None else steps
-    if not isinstance(steps, int) or steps < 1:
+    steps = int((template == FREE).sum(dim=1).max()) if steps is None else steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    x = torch.where(template == FREE, model.mask_id, template).to(device)  # (B, N)
+    present = template != PAD  # (B, N)
+    keys = None if bool(present.all()) else present.to(device)  # rows of different lengths: mask PAD keys
+    x = torch.where(template == FREE, model.mask_id, template.clamp(min=0)).to(device)  # (B, N)
     revealed_at = torch.where(template == FREE, steps + 1, 0)  # (B, N) step of each reveal (CPU)
+    logprobs = torch.full((B, N), float("nan"), dtype=torch.float64)
     calls = 0
     with inference(model):
         for k in range(steps):
             t, s = 1.0 - k / steps, 1.0 - (k + 1) / steps
-            masked = (x == model.mask_id).cpu()  # (B, N)
+            masked = (x == model.mask_id).cpu() & present  # (B, N)
             reveal = masked & (torch.rand(B, N, generator=generator, dtype=torch.float64) < (t - s) / t)
             if not reveal.any():  # x unchanged: the last prediction would be reused, no call
                 continue
             # reveals are decided before the call, so a call happens only when x is about to change
             reveal_dev = reveal.to(device)
-            logits = model(x)[reveal_dev]  # (revealed, V)
-            x[reveal_dev] = draw(logits, temperature, top_k, top_p, generator)
-            calls += 1
+            logits = model(x, keys)[reveal_dev]  # (revealed, V)
+            drawn, lp = _draw(logits, temperature, top_k, top_p, generator)
+            x[reveal_dev] = drawn.to(device)
+            logprobs[reveal] = lp
             revealed_at[reveal] = k + 1
+            if record:
+                rows, positions = reveal.nonzero(as_tuple=True)
+                cols = torch.cumsum(reveal.long(), dim=1)[rows, positions] - 1
+                yield _step_record(calls, rows, cols, positions, drawn, lp, logits,
+                                   torch.where(present.to(device), torch.where(x == model.mask_id, FREE, x), PAD), B)
+            calls += 1
+    x = torch.where(present.to(device), x, PAD)
     order = torch.sort(revealed_at, dim=1, stable=True).indices
-    return Generation(x, order, revealed_at.gather(1, order), calls)
+    _cut_at_stop(x, logprobs, template, stop_token)
+    return Generation(x, order, revealed_at.gather(1, order), calls, logprobs)
+
+
+def fill(model, template: torch.Tensor, **kwargs) -> Generation:
+    """Fill a template with whichever sampler fits the model: ARMD ``generate``, ``sample_ar`` or ``sample_mdm``.
+
+    Keyword arguments go to that sampler; ``streams`` and ``order`` are ARMD's, ``steps`` MDM's,
+    and asking a baseline for them is an error that says why.
+    """
+    kind = model_kind(model)
+    if kind == "armd":
+        if "steps" in kwargs:
+            raise ValueError("steps is the MDM baseline's setting; ARMD takes one call per block (use streams)")
+        return generate(model, template=template, **kwargs)
+    if kwargs.get("streams", 1) != 1 or kwargs.get("order", "l2r") != "l2r":
+        raise ValueError(f"streams and order are ARMD's: the {kind.upper()} baseline "
+                         + ("generates left to right, one token per call" if kind == "ar"
+                            else "reveals tokens over `steps` denoising steps"))
+    kwargs.pop("streams", None), kwargs.pop("order", None)
+    if kind == "ar":
+        if "steps" in kwargs:
+            raise ValueError("steps is the MDM baseline's setting; the AR baseline takes one call per token")
+        return sample_ar(model, template=template, **kwargs)
+    kwargs.pop("cache", None)  # MDM has no KV cache: a bidirectional pass over every position per step
+    return sample_mdm(model, template=template, **kwargs)

@@ -36,8 +36,12 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, M) int64 -> logits (B, M, vocab_size)."""
+    def forward(self, tokens: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, M) int64 -> logits (B, M, vocab_size).
+
+        ``present`` (B, M) bool, bidirectional only: False marks padding after the end of a shorter
+        row, a key no position attends to (so each row is computed as if it were alone).
+        """
         if tokens.ndim != 2 or tokens.dtype != torch.long:
             raise ValueError(f"tokens must be a (B, M) int64 tensor, got shape {tuple(tokens.shape)} "
                              f"dtype {tokens.dtype}")
@@ -46,6 +50,11 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence length M={M} exceeds max_len={self.cfg.max_len}")
         pos = torch.arange(M, device=tokens.device).expand(B, M)  # (B, M)
         mask = AttentionMask.causal() if self.is_causal else AttentionMask.full()
+        if present is not None:
+            if self.is_causal or present.shape != tokens.shape or present.dtype != torch.bool:
+                raise ValueError(f"present must be a (B, M) bool tensor like tokens {tuple(tokens.shape)}, "
+                                 f"and only for a bidirectional transformer (a causal one needs no padding mask)")
+            mask = AttentionMask("dense", dense=present[:, None, None, :].expand(B, 1, M, M))
         h = self.drop(self.wte(tokens))  # (B, M, D)
         for block in self.blocks:
             h = block(h, pos, mask)

@@ -65,16 +65,22 @@ class PrefixAggregation(nn.Module):
         return weights @ x  # (B, Mq, D)
 
     def init_state(self, x: torch.Tensor) -> torch.Tensor:
-        """An empty recurrent state S (B, d_pe, D) for embeddings shaped like x (B, *, D)."""
-        return x.new_zeros(x.shape[0], self.pe.embedding_dim, x.shape[-1])
+        """An empty recurrent state S (B, d_pe, D) for embeddings shaped like x (B, *, D).
+
+        It is float32 when x is bf16/fp16: S sums one outer product per committed token, and in
+        a 16-bit state each sum would be rounded to 8 (bf16) or 11 (fp16) bits again.
+        """
+        dtype = torch.float32 if x.element_size() < 4 else x.dtype
+        return x.new_zeros(x.shape[0], self.pe.embedding_dim, x.shape[-1], dtype=dtype)
 
     def update(self, state: torch.Tensor, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Commit tokens: S + sum_i PE_pos(i) x_i^T. x (B, K, D), pos (B, K) -> (B, d_pe, D)."""
-        return state + self.pe(pos).transpose(1, 2) @ x
+        """Commit tokens: S + sum_i PE_pos(i) x_i^T. x (B, K, D), pos (B, K) -> (B, d_pe, D), in S's dtype."""
+        return state + self.pe(pos).to(state.dtype).transpose(1, 2) @ x.to(state.dtype)
 
     def read(self, state: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """g^0 for query positions pos (B, K) given everything committed so far: (B, K, D)."""
-        return self.pe(pos) @ state
+        """g^0 for query positions pos (B, K) given everything committed so far: (B, K, D), model dtype."""
+        pe = self.pe(pos)  # (B, K, d_pe)
+        return (pe.to(state.dtype) @ state).to(pe.dtype)
 
 
 class TwoStreamLayer(Block):

@@ -4,7 +4,9 @@
   generation order, the blocks and both attention masks (M^c, M^sc, in generation and in
   original order) are redrawn.
 * ``sampler_stepper`` (notebook 06): step through a generation block by block and watch the
-  tokens appear in the order the sampler produced them.
+  tokens appear in the order the sampler produced them;
+* ``live_stepper`` (notebook 06): the same picture for a generation that runs as you step: each
+  step of the slider (or of play) makes the next network call of ``sampler.generate_steps``.
 
 Each widget is an ``ipywidgets.VBox`` whose picture is an ``ipywidgets.Image`` holding PNG bytes,
 so it renders in JupyterLab, Notebook 7 and Colab alike, and is testable without a browser:
@@ -21,6 +23,8 @@ import torch
 
 from .masking import alpha_schedule, sample_mask_times
 from .permutation import left_to_right, order_from_mask_times, random_order, shuffle_k, strided_order
+from .sampler import FREE, generate_steps, make_template
+from .template import call_slots, plan
 from .viz import DPI, figure_png, generation_figure, masks_figure
 
 DEFAULT_SENTENCE = "the cat sat on the mat"
@@ -148,3 +152,79 @@ def sampler_stepper(tokens: list[str], order, blocks, title: str = "", width: in
     ``sampler_stepper([tok.decode([i]) for i in g.tokens[0].tolist()], g.order[0], g.blocks[0])``.
     """
     return SamplerStepper(tokens, order, blocks, title, width)
+
+
+def _progress(template: torch.Tensor, steps: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(order, blocks) of one row, (N,) each, from the calls made so far: the given positions first
+    (singleton blocks), then each call's positions as one block, then the positions still to draw."""
+    given = (template[0] >= 0).nonzero()[:, 0].tolist()
+    drawn = [step.positions[0][step.positions[0] >= 0].tolist() for step in steps]
+    seen = set(given).union(*map(set, drawn))
+    rest = [p for p in range(template.shape[1]) if p not in seen]
+    order = given + [p for call in drawn for p in call] + rest
+    blocks = list(range(1, len(given) + 1))
+    for j, call in enumerate(drawn):
+        blocks += [len(given) + 1 + j] * len(call)
+    blocks += [len(given) + len(drawn) + 1] * len(rest)
+    return torch.tensor(order), torch.tensor(blocks)
+
+
+class LiveStepper(ipywidgets.VBox):
+    """An ARMD generation that runs as you step: slider (or play) = number of network calls made.
+
+    Moving forward makes the missing calls (``sampler.generate_steps``, one per step); moving back
+    shows an earlier state without calling the model; "new sample" restarts with the next seed.
+    """
+
+    def __init__(self, model, tokenizer, n: int, streams: int = 1, order: str = "l2r", prompt: str | None = None,
+                 seed: int = 0, temperature: float = 1.0, width: int = 32):
+        self.model, self.tokenizer, self.width = model, tokenizer, width
+        ids = tokenizer.encode(prompt) if prompt else None
+        self.template = make_template(n, 1, prompt=ids)  # (1, n)
+        self.settings = dict(streams=streams, order=order, temperature=temperature)
+        given = (self.template >= 0).sum(dim=1)
+        _, blocks = plan(self.template, streams, "l2r")  # the number of calls does not depend on the order
+        self.n_calls = len(call_slots(blocks, given, torch.tensor([n])))
+        step = ipywidgets.IntSlider(value=0, min=0, max=self.n_calls, description="calls", continuous_update=False)
+        play = ipywidgets.Play(value=0, min=0, max=self.n_calls, interval=400, description="play")
+        ipywidgets.jslink((play, "value"), (step, "value"))
+        again = ipywidgets.Button(description="new sample")
+        self.controls = {"step": step, "play": play, "again": again}
+        self.info = ipywidgets.HTML()
+        self.image = ipywidgets.Image(format="png")
+        self.figure = None
+        super().__init__([ipywidgets.HBox([play, step, again]), self.info, self.image])
+        step.observe(lambda change: self.redraw(), names="value")
+        again.on_click(lambda button: self.restart(self.seed + 1))
+        self.restart(seed)
+
+    def restart(self, seed: int) -> None:
+        """A fresh generation with this seed, shown before its first call."""
+        self.seed = seed
+        self.running = generate_steps(self.model, template=self.template,
+                                      generator=torch.Generator().manual_seed(seed), **self.settings)
+        self.steps = []  # the Steps made so far
+        if self.controls["step"].value:
+            self.controls["step"].value = 0  # redraws
+        else:
+            self.redraw()
+
+    def redraw(self) -> None:
+        k = self.controls["step"].value
+        while len(self.steps) < k:  # the live part: one network call per missing step
+            self.steps.append(next(self.running))
+        sequence = self.steps[k - 1].sequence[0] if k else self.template[0]
+        strings = ["" if int(t) == FREE else self.tokenizer.decode([int(t)]) for t in sequence]
+        order, blocks = _progress(self.template, self.steps[:k])
+        given = int((self.template[0] >= 0).sum())
+        self.figure = generation_figure(strings, order, blocks, given + k, self.width)
+        show(self.image, self.figure)
+        text = "".join(s if s else "\u00b7" for s in strings)  # middle dot: not drawn yet
+        self.info.value = (f"seed {self.seed}, call {k} of {self.n_calls} ({self.settings['streams']} stream(s), "
+                           f"order {self.settings['order']})<br><code>{html.escape(text)}</code>")
+
+
+def live_stepper(model, tokenizer, n: int, streams: int = 1, order: str = "l2r", prompt: str | None = None,
+                 seed: int = 0, temperature: float = 1.0, width: int = 32) -> LiveStepper:
+    """The live sampler stepper of notebook 06: an ARMD model generates ``n`` tokens as you step."""
+    return LiveStepper(model, tokenizer, n, streams, order, prompt, seed, temperature, width)

@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(script: str) -> str:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+def run(script: str, *extra: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", *extra],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -22,6 +22,14 @@ def test_loss_passes_quick():
     assert "| T | non-empty blocks |" in out
     float64_diff = float(re.search(r"max abs diff per token = (\S+)", out).group(1))
     assert float64_diff <= 1e-10  # single pass == T-pass in float64
+
+
+def test_generation_quick_with_profile():
+    out = run("generation.py", "--profile")
+    for row in ("ARMD S=1, prompt N/2, no cache", "cache speed-up with a prompt of N/2", "where a cached call's time goes"):
+        assert row in out
+    calls = [int(m) for m in re.findall(r"^\| [124] \| (\d+) \|", out, flags=re.M)]
+    assert calls == [32, 2 + 16 - 1, 4 + 8 - 1]  # S + N/S - 1 at N = 32
 
 
 def test_train_step_quick():

@@ -19,7 +19,7 @@ NUMBERS = [f"{i:02d}" for i in range(8)]  # 00 overview .. 07 scaling up
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 MAX_BYTES = {"notebooks": 1_500_000, "exercises": 300_000}  # outputs included; figures at 80 dpi
-WIDGET_CALLS = ("mask_explorer(", "sampler_stepper(")
+WIDGET_CALLS = ("mask_explorer(", "sampler_stepper(", "live_stepper(")
 
 
 def load(path: Path) -> dict:

@@ -71,3 +71,29 @@ def test_sampler_stepper_steps_through_blocks():
     assert texts() == ["a", "b", "", "", "e", "f", "", ""] and stepper.image.value != png
     with pytest.raises(ValueError, match="order has 8 entries but there are 3 tokens"):
         sampler_stepper(list("abc"), order, blocks)
+
+
+def test_live_stepper_calls_the_model_only_when_stepping_forward():
+    from conftest import make_model
+    from minarmd.sampler import generate
+    from minarmd.tokenizer import CharTokenizer
+    from minarmd.widgets import live_stepper
+    tok = CharTokenizer("abcdefghijklm")  # 13 characters, the test model's vocabulary
+    model = make_model(vocab_size=13, max_len=16)
+    calls = []
+    model.lm_head.register_forward_hook(lambda *args: calls.append(1))
+    stepper = live_stepper(model, tok, n=16, streams=4, prompt="abcd", seed=3)
+    assert stepper.n_calls == 4 + 3 - 1 and not calls and stepper.controls["step"].max == 6
+    texts = lambda: [t.get_text() for t in stepper.figure.axes[0].texts]
+    assert texts()[:4] == list("abcd") and texts()[4:] == [""] * 12  # before the first call: the prompt only
+    stepper.controls["step"].value = 2
+    assert len(calls) == 2 and sum(t != "" for t in texts()) == 6  # two run heads drawn
+    stepper.controls["step"].value = 1
+    assert len(calls) == 2 and sum(t != "" for t in texts()) == 5  # back: no call, an earlier state
+    stepper.controls["step"].value = 6
+    assert len(calls) == 6 and "" not in texts()
+    expected = generate(model, template=stepper.template, streams=4, generator=torch.Generator().manual_seed(3))
+    assert "".join(texts()) == tok.decode(expected.tokens[0])  # the live run is generate()'s sample
+    png = stepper.image.value
+    stepper.controls["again"].click()  # a new sample: seed 4, back to call 0
+    assert stepper.seed == 4 and stepper.controls["step"].value == 0 and stepper.image.value != png
