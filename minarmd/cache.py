@@ -338,7 +338,8 @@ class ARMDCache:
                 raise ValueError(f"{name} must lie in 0..{high - 1}, got values in "
                                  f"{int(real.min())}..{int(real.max())}")
         committed = torch.clamp(self.committed_block, min=0)
-        low_x, low_q = torch.as_tensor(bx.lowest(), device=committed.device), torch.as_tensor(bq.lowest(), device=committed.device)
+        low_x = torch.as_tensor(bx.lowest(), device=committed.device)  # (B,) or a scalar
+        low_q = torch.as_tensor(bq.lowest(), device=committed.device)
         if (low_x <= committed).any() or (low_x < self.predicted_block).any():
             raise ValueError(f"blocks must be >= 1 and come after the last committed block "
                              f"{self.committed_block.tolist()} (BOS is block 0), and not before the last "

@@ -321,8 +321,10 @@ def _armd_steps(model, n, batch, template, streams, order, temperature, top_k, t
                         query = _Slots(index, index < q_end[:, None])
                 logits = kv.step(commit.take(tokens), commit.take(gen_order), commit.blocks(blocks, ids),
                                  query.take(gen_order), query.blocks(blocks, ids))  # (B, Kq, V)
-                if query is not call:  # keep the rows of this call's block
-                    logits = logits[:, g:] if shared else logits[query.valid & (query.index >= n_given.to(device)[:, None])]
+                if query is not call and shared:  # keep the rows of this call's block
+                    logits = logits[:, g:]
+                elif query is not call:
+                    logits = logits[query.valid & (query.index >= n_given.to(device)[:, None])]
             else:
                 end = call.span[1] if shared else int(call.index[call.valid].max()) + 1  # every row's block < end
                 logits = call.take(model(tokens[:, :end].clamp(min=0), gen_order[:, :end], blocks[:, :end]))
@@ -412,9 +414,9 @@ def _ar_steps(model, n, batch, prompt, template, temperature, top_k, top_p, gene
                 if not cache:
                     logits = model.next_logits(x[:, :k].clamp(min=0))
                 drawn, lp = _draw(logits[free], temperature, top_k, top_p, generator)
-                ended = stopped[free].cpu()
-                drawn, lp = torch.where(ended, stop_token if stop_token is not None else 0, drawn), \
-                    torch.where(ended, float("nan"), lp)
+                if stop_token is not None:  # rows that already drew the stop token keep it
+                    ended = stopped[free].cpu()
+                    drawn, lp = torch.where(ended, stop_token, drawn), torch.where(ended, float("nan"), lp)
                 x[free, k] = drawn.to(device)
                 logprobs[free.cpu(), k] = lp
                 if stop_token is not None:

@@ -337,7 +337,8 @@ def _gpt(vocab=13, n=16):
 def test_ar_sampler_takes_prompts_of_different_lengths():
     gpt = _gpt()
     template = stack_rows([torch.tensor([1, 2] + [FREE] * 10), torch.tensor([3, 4, 5, 6, 7] + [FREE] * 11)])
-    runs = [sample_ar(gpt, template=template, generator=torch.Generator().manual_seed(2), cache=c) for c in (True, False)]
+    runs = [sample_ar(gpt, template=template, generator=torch.Generator().manual_seed(2), cache=c)
+            for c in (True, False)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
     out = runs[0]
     assert torch.equal(out.tokens[template >= 0], template[template >= 0]) and (out.tokens[0, 12:] == PAD).all()
@@ -389,5 +390,6 @@ def test_no_sampler_changes_the_template_it_is_given():
     for model in (make_model(vocab_size=13, max_len=16), _gpt(), mdm):
         for cache in (True, False):
             before = template.clone()
-            fill(model, template, generator=torch.Generator().manual_seed(0), **({} if model is mdm else {"cache": cache}))
+            extra = {} if model is mdm else {"cache": cache}
+            fill(model, template, generator=torch.Generator().manual_seed(0), **extra)
             assert torch.equal(template, before)
