@@ -234,44 +234,64 @@ def generate(model, n: int | None = None, batch: int = 1, template: torch.Tensor
 
 
 def generate_steps(model, n: int | None = None, batch: int = 1, template: torch.Tensor | None = None,
-                   **kwargs) -> Iterator[Step]:
+                   streams: int = 1, order: str | torch.Tensor = "l2r", temperature: float = 1.0,
+                   top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+                   cache: bool = True, stop_token: int | None = None, **unknown) -> Iterator[Step]:
     """``generate`` one network call at a time: yields a ``Step`` after each call (a live generation).
 
     ``for step in generate_steps(model, 64, streams=4): ...``; the last step's ``sequence`` holds the
     samples (before the ``stop_token`` cut). Same arguments as ``generate`` (no ``callback``).
     """
-    steps = _armd_steps(model, n, batch, template, kwargs.pop("streams", 1), kwargs.pop("order", "l2r"),
-                        kwargs.pop("temperature", 1.0), kwargs.pop("top_k", None), kwargs.pop("top_p", None),
-                        kwargs.pop("generator", None), kwargs.pop("cache", True), kwargs.pop("stop_token", None),
-                        record=True)
-    if kwargs:
-        raise ValueError(f"unknown arguments {sorted(kwargs)}; generate_steps takes generate's arguments")
-    yield from steps
+    if unknown:
+        raise ValueError(f"unknown arguments {sorted(unknown)}; generate_steps takes generate's arguments")
+    yield from _armd_steps(model, n, batch, template, streams, order, temperature, top_k, top_p, generator,
+                           cache, stop_token, record=True)
 
 
 class _Slots:
-    """Some slots of every row along the generation order: a slice when the batch shares one block
-    structure (then every row's slots are the same range), else a padded (B, K) index with a mask."""
+    """One call's slots in every row, along the generation order: a range shared by the batch when
+    it has one block structure (``span``), else a padded (B, K) ``index`` with a ``valid`` mask."""
 
-    def __init__(self, index: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+    def __init__(self, batch: int, index: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                  span: tuple[int, int] | None = None):
-        self.index, self.valid, self.span = index, valid, span
+        self.batch, self.index, self.valid, self.span = batch, index, valid, span
 
     def take(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, ...) -> (B, K, ...)
         if self.span is not None:
             return t[:, self.span[0]:self.span[1]]
         return t.gather(1, self.index if t.ndim == 2 else self.index[..., None].expand(-1, -1, t.shape[-1]))
 
-    def blocks(self, blocks: torch.Tensor, ids: list[int] | None):  # for ARMDCache.step
+    def flat(self, t: torch.Tensor) -> torch.Tensor:  # (B, K, ...) -> (n, ...): the real entries, row-major
+        return t.reshape(-1, *t.shape[2:]) if self.span is not None else t[self.valid]
+
+    def blocks(self, blocks: torch.Tensor, ids: list[int] | None):  # block ids for ARMDCache.step
         if self.span is not None:
             return ids[self.span[0]:self.span[1]]
         return torch.where(self.valid, blocks.gather(1, self.index), PAD)
 
-    def entries(self):  # (rows, slots) of the real entries, row-major
+    def widths(self) -> torch.Tensor:  # (B,) real entries per row
         if self.span is not None:
-            return None
+            return torch.full((self.batch,), self.span[1] - self.span[0], dtype=torch.long)
+        return self.valid.sum(dim=1).cpu()
+
+    def end(self) -> int:  # one past the last slot of any row
+        return self.span[1] if self.span is not None else int(self.index[self.valid].max()) + 1
+
+    def entries(self):  # (rows, slots, index within the row) of the real entries, row-major, CPU
+        if self.span is not None:
+            a, b = self.span
+            return (torch.arange(self.batch).repeat_interleave(b - a), torch.arange(a, b).repeat(self.batch),
+                    torch.arange(b - a).repeat(self.batch))
         rows, cols = self.valid.nonzero(as_tuple=True)
-        return rows, self.index[rows, cols], cols
+        return rows.cpu(), self.index[rows, cols].cpu(), cols.cpu()
+
+    def put(self, t: torch.Tensor, values: torch.Tensor) -> None:  # write the (n,) values into (B, N) t
+        values = values.to(t.device)
+        if self.span is not None:
+            t[:, self.span[0]:self.span[1]] = values.view(self.batch, -1)
+        else:
+            rows, slots, _ = self.entries()
+            t[rows.to(t.device), slots.to(t.device)] = values
 
 
 def _armd_steps(model, n, batch, template, streams, order, temperature, top_k, top_p, generator, cache,
@@ -288,82 +308,53 @@ def _armd_steps(model, n, batch, template, streams, order, temperature, top_k, t
     gen_order, blocks = plan(template, streams, order, generator)  # (B, N) each, CPU
     B, N = template.shape
     # one block structure for the whole batch (no ragged rows): every call's slots are one range
-    shared = bool((blocks == blocks[:1]).all()) and bool((n_real == N).all())
-    ids = blocks[0].tolist() if shared else None
-    g = int(n_given[0])
-    if shared:  # (call slots, given slots) as ranges
-        calls = [_Slots(span=span) for span in block_spans(blocks)[g:]]
-        given = _Slots(span=(0, g))
+    if bool((blocks == blocks[:1]).all()) and bool((n_real == N).all()):
+        ids = blocks[0].tolist()
+        calls = [_Slots(B, span=span) for span in block_spans(blocks)[int(n_given[0]):]]
     else:
-        calls = [_Slots(index.to(device), valid.to(device)) for index, valid in call_slots(blocks, n_given, n_real)]
-        g_max = int(n_given.max())
-        given = _Slots(torch.arange(g_max, device=device).expand(B, g_max).contiguous(),
-                       torch.arange(g_max, device=device) < n_given.to(device)[:, None])
+        ids = None
+        calls = [_Slots(B, index.to(device), valid.to(device)) for index, valid in call_slots(blocks, n_given, n_real)]
     gen_order, blocks, template = gen_order.to(device), blocks.to(device), template.to(device)
     tokens = template.gather(1, gen_order)  # (B, N) in generation order; FREE where still to draw
     logprobs = torch.full((B, N), float("nan"), dtype=torch.float64)  # generation order, CPU
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
+
+    def leading(widths: torch.Tensor) -> _Slots:  # the first widths[b] slots of each row
+        index = torch.arange(int(widths.max()), device=device).expand(B, -1).contiguous()
+        return _Slots(B, index, index < widths.to(device)[:, None])
+
+    n_given_dev = n_given.to(device)[:, None]  # (B, 1)
     made = 0
     with inference(model):
         kv = ARMDCache(model, B, capacity=N, check=False) if cache else None
         # with a causal stack the first call also predicts the given tokens' rows (see cache.py)
         ask_given = cache and len(model.causal) > 0 and int(n_given.max()) > 0
-        commit = given
+        commit = leading(n_given)  # the first call commits every row's given tokens
         for j, call in enumerate(calls):
             if cache:
-                query = call
-                if j == 0 and ask_given:  # the given slots, then the first block's: one range per row
-                    if shared:
-                        query = _Slots(span=(0, call.span[1]))
-                    else:
-                        q_end = n_given.to(device) + call.valid.sum(dim=1)
-                        index = torch.arange(int(q_end.max()), device=device).expand(B, -1).contiguous()
-                        query = _Slots(index, index < q_end[:, None])
+                query = leading(n_given + call.widths()) if j == 0 and ask_given else call  # given, then block
                 logits = kv.step(commit.take(tokens), commit.take(gen_order), commit.blocks(blocks, ids),
                                  query.take(gen_order), query.blocks(blocks, ids))  # (B, Kq, V)
-                if query is not call and shared:  # keep the rows of this call's block
-                    logits = logits[:, g:]
-                elif query is not call:
-                    logits = logits[query.valid & (query.index >= n_given.to(device)[:, None])]
+                # (n, V): this call's block in every row, row-major
+                logits = call.flat(logits) if query is call else logits[query.valid & (query.index >= n_given_dev)]
             else:
-                end = call.span[1] if shared else int(call.index[call.valid].max()) + 1  # every row's block < end
-                logits = call.take(model(tokens[:, :end].clamp(min=0), gen_order[:, :end], blocks[:, :end]))
-            if shared:
-                logits = logits.reshape(-1, logits.shape[-1])  # (B * K, V), row-major
-            elif logits.ndim == 3:
-                logits = logits[call.valid]  # (n, V), row-major: each row's slots of this call in order
+                end = call.end()  # every row's block of this call lies in [0, end)
+                logits = call.flat(call.take(model(tokens[:, :end].clamp(min=0), gen_order[:, :end], blocks[:, :end])))
             made += 1
             drawn, lp = _draw(logits, temperature, top_k, top_p, generator)
-            entries = call.entries()
             if stop_early:  # rows that already drew the stop token keep it
-                ended = (stopped[:, None].expand(-1, call.span[1] - call.span[0]).reshape(-1) if shared
-                         else stopped[entries[0]]).cpu()
+                ended = stopped.cpu()[call.entries()[0]]
                 drawn, lp = torch.where(ended, stop_token, drawn), torch.where(ended, float("nan"), lp)
-            if shared:
-                a, b = call.span
-                tokens[:, a:b] = drawn.view(B, b - a).to(device)
-                logprobs[:, a:b] = lp.view(B, b - a)
-            else:
-                rows, target, _ = entries
-                tokens[rows, target] = drawn.to(device)
-                logprobs[rows.cpu(), target.cpu()] = lp
+            call.put(tokens, drawn)
+            call.put(logprobs, lp)
             commit = call
             if record:
-                if shared:
-                    a, b = call.span
-                    rows = torch.arange(B).repeat_interleave(b - a)
-                    target, cols = torch.arange(a, b).repeat(B), torch.arange(b - a).repeat(B)
-                else:
-                    rows, target, cols = entries
+                rows, slots, cols = call.entries()
                 sequence = torch.empty_like(tokens).scatter_(1, gen_order, tokens)
-                yield _step_record(j, rows, cols, gen_order[rows, target.to(device)], drawn, lp, logits, sequence, B)
+                yield _step_record(j, rows, cols, gen_order.cpu()[rows, slots], drawn, lp, logits, sequence, B)
             if stop_early:
-                hit = (drawn == stop_token).to(device)
-                stopped |= hit.view(B, -1).any(dim=1) if shared else torch.zeros_like(stopped).index_put_(
-                    (entries[0][hit],), torch.ones_like(hit[hit]))
-                remaining = torch.ones_like(stopped) if shared else (
-                    calls[j + 1].valid.any(dim=1) if j + 1 < len(calls) else torch.zeros_like(stopped))
-                if j + 1 < len(calls) and bool((stopped | ~remaining).all()):
+                stopped[call.entries()[0][drawn == stop_token].to(device)] = True
+                if j + 1 < len(calls) and bool((stopped.cpu() | (calls[j + 1].widths() == 0)).all()):
                     break
     out = torch.empty_like(tokens).scatter_(1, gen_order, tokens)  # back to original order
     out_lp = torch.empty_like(logprobs).scatter_(1, gen_order.cpu(), logprobs)
