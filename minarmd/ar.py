@@ -19,6 +19,9 @@ import torch.nn as nn
 from .config import TransformerConfig
 from .loss import token_nll
 from .transformer import with_extra_token
+from .validation import check_embeddings, check_tokens  # ar.check_tokens: its old home, still importable
+
+__all__ = ["GPT", "ar_loss"]
 
 
 class GPT(nn.Module):
@@ -33,12 +36,19 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return self.net.num_params()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, N) int64 -> logits (B, N, V): row n is p(x_n | BOS, x_<n)."""
+    def forward(self, x: torch.Tensor, *, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N) int64 -> logits (B, N, V): row n is p(x_n | BOS, x_<n).
+
+        ``embeddings`` (B, N, D), row n the vector of x_n, replaces the lookup of x (``x`` still gives
+        the shape and is checked). The input is shifted, so the last row is never read.
+        """
         check_tokens(x, self.cfg.vocab_size, self.cfg.max_len)
         bos = torch.full_like(x[:, :1], self.bos_id)  # (B, 1)
         inputs = torch.cat([bos, x[:, :-1]], dim=1)  # (B, N): shifted right by one
-        return self.net(inputs)[..., :self.cfg.vocab_size]  # (B, N, V)
+        if embeddings is not None:
+            check_embeddings(embeddings, x, self.net.wte)
+            embeddings = torch.cat([self.net.wte(bos), embeddings[:, :-1]], dim=1)  # (B, N, D), shifted too
+        return self.net(inputs, embeddings=embeddings)[..., :self.cfg.vocab_size]  # (B, N, V)
 
     def next_logits(self, prefix: torch.Tensor) -> torch.Tensor:
         """prefix (B, k) with 0 <= k < max_len -> logits (B, V) of the next token (uncached)."""
@@ -50,23 +60,3 @@ def ar_loss(model: GPT, x: torch.Tensor, per_token: bool = False) -> torch.Tenso
     """Exact NLL in nats: mean over all tokens, or (B, N) with ``per_token=True``."""
     nll = token_nll(model(x), x)  # (B, N)
     return nll if per_token else nll.mean()
-
-
-def check_tokens(x: torch.Tensor, vocab_size: int, max_len: int) -> None:
-    """A (B, N) int64 batch of ids in 0..vocab_size-1 with N <= max_len, or a ValueError saying why.
-
-    Skipped inside ``torch.compile`` (the value checks sync with the GPU and break the graph).
-    """
-    if getattr(torch.compiler, "is_compiling", lambda: False)():
-        return
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.long or x.ndim != 2:
-        raise ValueError(f"x must be a (B, N) int64 tensor of token ids, got "
-                         f"{getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must hold at least one token per row, got shape {tuple(x.shape)}")
-    if x.shape[1] > max_len:
-        raise ValueError(f"sequence length N={x.shape[1]} exceeds max_len={max_len}; "
-                         f"crop the input or build the model with a larger max_len")
-    if x.min() < 0 or x.max() >= vocab_size:
-        raise ValueError(f"x must hold ids in 0..vocab_size-1={vocab_size - 1}, "
-                         f"got values in {int(x.min())}..{int(x.max())}")

@@ -19,6 +19,9 @@ computed by one of three backends that must agree (``tests/test_backends.py``):
   Block ids shared by the whole batch (SBP's strided orders) get one mask, built once and cached.
 
 ``"auto"`` picks ``"causal"`` for singleton blocks, else ``"flex"`` on CUDA, else ``"dense"``.
+Whether the blocks are singletons is decided by ``is_singleton``, reading the block ids only where
+nothing else tells: ``blocks=None`` or ``singleton=`` (``ARMD.forward``) decide it without a look at
+the values, which inside ``torch.compile`` would be a graph break and, on a GPU, a host sync.
 """
 from __future__ import annotations
 
@@ -27,7 +30,11 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .masks import block_mask
+from .masks import block_mask, visible
+from .validation import compiling
+
+__all__ = ["flex_available", "singleton_sorted", "is_singleton", "FLEX_MIN_HEAD_DIM", "resolve_backend",
+           "AttentionMask"]
 
 try:  # FlexAttention appeared in torch 2.5
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -44,6 +51,30 @@ def flex_available() -> bool:
 def singleton_sorted(blocks: torch.Tensor) -> bool:
     """True when every block holds exactly one token (block ids strictly increasing along each row)."""
     return bool((blocks[:, 1:] > blocks[:, :-1]).all())
+
+
+def is_singleton(blocks: torch.Tensor | None, backend: str, singleton: bool | None = None) -> bool:
+    """Whether the fused causal path may serve these blocks, for the configured ``backend``. In this order:
+
+    1. ``blocks is None`` (every token its own block, in the order given): True;
+    2. a backend other than "auto" / "causal" never takes the causal path: False;
+    3. ``singleton`` given (True / False) by a caller who knows its blocks: that;
+    4. "causal" while ``torch.compile`` traces: True, as configured (eager calls check it, below);
+    5. otherwise the ids are read (``singleton_sorted``): eager calls always decide so. Compiled, this is
+       the one graph break left in an ARMD forward; rules 1 to 3 avoid it.
+
+    Only rule 5 reads a value. An eager call without ``singleton`` picks what it always did; a True
+    claim is checked against the ids in eager calls (``model.check_inputs``), never while compiling.
+    """
+    if blocks is None:
+        return True
+    if backend not in ("auto", "causal"):
+        return False
+    if singleton is not None:
+        return bool(singleton)
+    if backend == "causal" and compiling():
+        return True
+    return singleton_sorted(blocks)
 
 
 FLEX_MIN_HEAD_DIM = 16  # compiled FlexAttention on CUDA rejects smaller heads (NotImplementedError)
@@ -143,7 +174,7 @@ def _flex_block_mask(blocks_q: torch.Tensor, blocks_k: torch.Tensor, strict: boo
             q_ids, k_ids = blocks_q[0], blocks_k[0]  # (Mq,), (Mk,)
 
             def shared_mod(b, h, q_idx, kv_idx):  # the same for every sample b
-                return k_ids[kv_idx] < q_ids[q_idx] if strict else k_ids[kv_idx] <= q_ids[q_idx]
+                return visible(k_ids[kv_idx], q_ids[q_idx], strict)
 
             # B=None: one mask, broadcast over the batch
             _SHARED_MASKS[key] = create_block_mask(shared_mod, B=None, H=None, Q_LEN=m_q,
@@ -151,9 +182,7 @@ def _flex_block_mask(blocks_q: torch.Tensor, blocks_k: torch.Tensor, strict: boo
         return _SHARED_MASKS[key]
 
     def mask_mod(b, h, q_idx, kv_idx):  # reads sample b's own block ids: masks differ per sample
-        if strict:
-            return blocks_k[b, kv_idx] < blocks_q[b, q_idx]
-        return blocks_k[b, kv_idx] <= blocks_q[b, q_idx]
+        return visible(blocks_k[b, kv_idx], blocks_q[b, q_idx], strict)
 
     # B=batch is essential: with B=None the kernel would silently apply sample 0's mask to all samples
     return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=m_q, KV_LEN=blocks_k.shape[1],

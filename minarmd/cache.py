@@ -51,8 +51,10 @@ import torch
 
 from .attention import AttentionMask
 from .layers import Block
-from .masks import block_mask
+from .masks import block_mask, visible
 from .template import PAD
+
+__all__ = ["KVCache", "cached_block", "ARMDCache", "GPTCache"]
 
 _LAST = torch.iinfo(torch.long).max  # block id given to PAD entries inside masks: after every real block
 
@@ -249,13 +251,14 @@ class ARMDCache:
                 valid_x = torch.cat([torch.ones_like(valid_x[:, :1]), valid_x], dim=1)
         pos_g = query_pos + 1
         n_x = x.shape[1]
-        # "every new content row is in an earlier block than every query row": then S is updated
-        # before it is read, and (with one content block) no mask is needed
+        # "every query row sees every new content row" (M^sc between the highest content block and the
+        # lowest query block): then S is updated before it is read, and (with one content block) no
+        # mask is needed
         highest_x, lowest_q = bx.highest(), bq.lowest()
         if isinstance(highest_x, int) and isinstance(lowest_q, int):
-            x_before_q = highest_x < lowest_q
+            x_before_q = visible(highest_x, lowest_q, strict=True)
         else:
-            x_before_q = bool((torch.as_tensor(highest_x) < torch.as_tensor(lowest_q)).all())
+            x_before_q = bool(visible(torch.as_tensor(highest_x), torch.as_tensor(lowest_q), strict=True).all())
 
         # query-stream start g^0 (Eq. 6): the state covers the cache; add new rows of earlier blocks
         prefix = model.prefix
@@ -276,8 +279,8 @@ class ARMDCache:
         mask = AttentionMask.full()
         if self.content_valid is not None or bx.padded or not (x_before_q and one_block):
             ids_x, ids_q = bx.effective if ids_x is None else ids_x, bq.effective
-            visible = torch.cat([block_mask(ids_x, ids_x, strict=False), block_mask(ids_q, ids_x, strict=True)], dim=1)
-            mask = _with_cache(visible, self.content_valid, self.n_content)  # (B, 1, Kx + Kq, C + Kx)
+            sees = torch.cat([block_mask(ids_x, ids_x, strict=False), block_mask(ids_q, ids_x, strict=True)], dim=1)
+            mask = _with_cache(sees, self.content_valid, self.n_content)  # (B, 1, Kx + Kq, C + Kx)
         h, pos_h = torch.cat([x, g], dim=1), torch.cat([pos_x, pos_g], dim=1)  # (B, Kx + Kq, D)
         for i, (layer, cache) in enumerate(zip(model.two_stream, self.content)):
             if i < len(self.content) - 1:
@@ -415,8 +418,9 @@ class GPTCache:
                              f"the model's max_len bounds the context")
         pos = torch.arange(self.length, self.length + K, device=dev).expand(self.batch, K)  # (B, K)
         mask = AttentionMask.full()  # one new row sees the whole cache; a prefill is causal
-        if K > 1:
-            mask = _with_cache(torch.ones(1, K, K, dtype=torch.bool, device=dev).tril(), None, self.length)
+        if K > 1:  # AR = one token per block: M^c over the new rows is the lower triangle
+            ids = torch.arange(K, device=dev)[None]  # (1, K)
+            mask = _with_cache(block_mask(ids, ids, strict=False), None, self.length)
         h = net.wte(tokens)  # (B, K, D)
         for block, cache in zip(net.blocks, self.caches):
             h = cached_block(block, h, pos, cache, mask)

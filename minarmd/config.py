@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .validation import check_int
+
+__all__ = ["ATTN_BACKENDS", "QUERY_STREAM_INITS", "TransformerConfig", "ARMDConfig"]
+
 ATTN_BACKENDS = ("auto", "dense", "causal", "flex")
 QUERY_STREAM_INITS = ("prefix", "token")
-
-
-def _positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(kw_only=True)
@@ -34,7 +33,7 @@ class TransformerConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "n_layer", "n_head", "n_embd", "mlp_ratio"):
-            _positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
                              f"(each head gets n_embd // n_head dimensions)")
@@ -73,7 +72,7 @@ class ARMDConfig(TransformerConfig):
                 or not 0 <= self.n_two_stream <= self.n_layer:
             raise ValueError(f"n_two_stream must be an integer in 0..n_layer={self.n_layer}, "
                              f"got {self.n_two_stream!r}")
-        _positive_int("d_pe", self.d_pe)
+        check_int("d_pe", self.d_pe)
         if not self.pe_init_std > 0:
             raise ValueError(f"pe_init_std must be > 0, got {self.pe_init_std!r}")
         if self.attn_backend not in ATTN_BACKENDS:

@@ -40,6 +40,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .validation import check_int
+
+__all__ = ["DATASETS", "SPLITS", "MARKOV_TRAIN_TOKENS", "MARKOV_VAL_TOKENS", "MARKOV_SEEDS", "COPY_EVAL_SEED",
+           "COPY_EVAL_WINDOWS", "TokenData", "load_data"]
+
 DATASETS = ("shakespeare", "bible", "python", "markov", "copy", "openwebtext")
 SPLITS = ("train", "val")
 MARKOV_TRAIN_TOKENS = 2_000_000  # ~2000 visits per context at the default 1024 contexts; ~0.6 s to sample
@@ -47,11 +52,6 @@ MARKOV_VAL_TOKENS = 200_000  # 1563 windows of 128: standard error of the mean N
 MARKOV_SEEDS = (1, 2)  # train and val streams are independent stationary draws of the same chain
 COPY_EVAL_SEED = 1234  # the fixed copy sequences every model is evaluated on
 COPY_EVAL_WINDOWS = 256  # how many, unless max_windows says otherwise
-
-
-def _check_size(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass
@@ -74,7 +74,7 @@ class TokenData:
         return self.train if split == "train" else self.val
 
     def _check_n(self, n: int, stream) -> None:
-        _check_size("n", n)
+        check_int("n", n)
         if stream is not None and n > len(stream):
             raise ValueError(f"n={n} is longer than the {self.name!r} stream ({len(stream)} tokens): "
                              f"use a shorter window or a larger dataset")
@@ -82,7 +82,7 @@ class TokenData:
     def batch(self, split: str, batch_size: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n) int64 windows at uniform random offsets of ``split`` (fresh sequences for copy), on the CPU."""
         stream = self._stream(split)
-        _check_size("batch_size", batch_size)
+        check_int("batch_size", batch_size)
         self._check_n(n, stream)
         if stream is None:  # a generated task: every batch is new
             return self.source.sample(batch_size, n, generator)
@@ -99,7 +99,7 @@ class TokenData:
         sequences generated with the fixed seed COPY_EVAL_SEED.
         """
         if max_windows is not None:
-            _check_size("max_windows", max_windows)
+            check_int("max_windows", max_windows)
         self._check_n(n, self.val)
         if self.val is None:
             count = COPY_EVAL_WINDOWS if max_windows is None else max_windows

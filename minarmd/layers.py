@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from .attention import AttentionMask
 from .config import TransformerConfig
 
+__all__ = ["RotaryEmbedding", "Attention", "MLP", "Block", "init_weights"]
+
 
 class RotaryEmbedding(nn.Module):
     """Rotate pairs of dimensions (i, i + hd/2) by angle pos * base^(-2i/hd)."""

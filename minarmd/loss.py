@@ -24,9 +24,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .validation import compiling
+
+__all__ = ["check_loss_inputs", "token_nll", "armd_loss", "t_pass_loss"]
+
 
 def check_loss_inputs(x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor | None) -> None:
-    """Shapes, dtypes and the permutation property; the model checks ids and block monotonicity."""
+    """Shapes, dtypes and the permutation property; the model checks ids and block monotonicity.
+    The permutation check reads values: skipped while ``torch.compile`` traces (``validation.compiling``)."""
     for name, t in (("x", x), ("order", order), ("blocks", blocks)):
         if t is None and name == "blocks":
             continue
@@ -35,6 +40,8 @@ def check_loss_inputs(x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor
                              f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
         if t.shape != x.shape:
             raise ValueError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(t.shape)}")
+    if compiling():
+        return
     arange = torch.arange(x.shape[1], device=order.device)
     if not torch.equal(order.sort(dim=1).values, arange.expand_as(order)):
         raise ValueError("order must be a permutation of 0..N-1 in every row (the generation order); "
@@ -52,11 +59,15 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def armd_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor | None = None,
-              per_token: bool = False) -> torch.Tensor:
-    """Single pass: every block scored given the earlier blocks, in one forward call."""
+              per_token: bool = False, singleton: bool | None = None) -> torch.Tensor:
+    """Single pass: every block scored given the earlier blocks, in one forward call.
+
+    ``singleton`` (every block one token?) goes to the model when given, so that it need not read
+    ``blocks`` to choose the fused causal path (``attention.is_singleton``): no graph break compiled."""
     check_loss_inputs(x, order, blocks)
     tokens = x.gather(1, order)  # (B, N) in generation order
-    nll = token_nll(model(tokens, order, blocks), tokens)  # (B, N)
+    logits = model(tokens, order, blocks) if singleton is None else model(tokens, order, blocks, singleton=singleton)
+    nll = token_nll(logits, tokens)  # (B, N)
     return nll if per_token else nll.mean()
 
 

@@ -30,14 +30,18 @@ import math
 
 import torch
 
+from .validation import check_int
+
+__all__ = ["SCHEDULES", "LOGLINEAR_EPS", "alpha_schedule", "check_alpha", "masking_probs",
+           "sample_mask_times", "visible", "noisy_sequence", "mdlm_weight"]
+
 SCHEDULES = ("linear", "cosine", "loglinear")
 LOGLINEAR_EPS = 1e-3  # MDLM's epsilon: alpha never reaches 0 in continuous time
 
 
 def alpha_schedule(kind: str, T: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Survival probabilities alpha_0..alpha_T as a (T+1,) tensor (alpha_0 = 1, alpha_T = 0)."""
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-        raise ValueError(f"T must be an integer >= 1 (number of masking steps), got {T!r}")
+    check_int("T", T, hint=" (number of masking steps)")
     t = torch.arange(T + 1, dtype=torch.float64) / T  # (T+1,) in [0, 1]
     if kind == "linear":
         alpha = 1.0 - t

@@ -7,6 +7,11 @@ masks are (row n = the attending token, column i = the attended one):
 
 .. math::  M^{sc}_{n,i} = [\,B(i) < B(n)\,] \qquad\text{(strictly causal: earlier blocks only)}
 
+Both are one elementwise rule, ``visible(B(i), B(n), strict)``: ``block_mask`` applies it to whole
+(B, Mq, Mk) grids, the FlexAttention ``mask_mod`` of ``attention.py`` to one (query, key) pair of
+ids at a time, and the KV cache (``cache.py``) to the blocks of one decoding call. The fused causal
+path (singleton blocks) builds no mask; ``tests/test_masks.py`` checks it against this rule.
+
 In generation order both are block-lower-triangular. No ``[mask]`` token is ever fed to ARMD:
 "masking" a token for the tokens of its own and earlier blocks is done by these masks alone.
 In the original token order the same masks look scattered; ``to_original_order`` maps them
@@ -18,12 +23,21 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["visible", "block_mask", "block_causal_mask", "strictly_causal_mask", "inverse_order",
+           "blocks_in_original_order", "to_original_order"]
+
+
+def visible(block_k, block_q, strict: bool):
+    """The mask rule: a query of block B(q) may see a key of block B(k) iff B(k) < B(q) (strict) or B(k) <= B(q).
+
+    Elementwise: block ids as broadcastable tensors, index tensors inside a FlexAttention mask_mod, or ints.
+    """
+    return block_k < block_q if strict else block_k <= block_q
+
 
 def block_mask(blocks_q: torch.Tensor, blocks_k: torch.Tensor, strict: bool) -> torch.Tensor:
     """(B, Mq, Mk) bool: query q may attend key k iff B(k) < B(q) (strict) or B(k) <= B(q)."""
-    bq = blocks_q[:, :, None]  # (B, Mq, 1)
-    bk = blocks_k[:, None, :]  # (B, 1, Mk)
-    return bk < bq if strict else bk <= bq
+    return visible(blocks_k[:, None, :], blocks_q[:, :, None], strict)  # (B, 1, Mk) vs (B, Mq, 1)
 
 
 def block_causal_mask(blocks: torch.Tensor) -> torch.Tensor:

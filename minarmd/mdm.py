@@ -27,10 +27,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .ar import check_tokens
 from .config import TransformerConfig
 from .loss import token_nll
 from .transformer import with_extra_token
+from .validation import check_tokens
+
+__all__ = ["T_MIN", "MDM", "sample_t", "mdm_loss"]
 
 T_MIN = 1e-3  # smallest masking time sampled (MDLM's sampling_eps)
 
@@ -47,13 +49,15 @@ class MDM(nn.Module):
     def num_params(self) -> int:
         return self.net.num_params()
 
-    def forward(self, x_t: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, present: torch.Tensor | None = None, *,
+                embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, N) int64, ids in 0..V (V = [MASK]) -> logits (B, N, V) over the real tokens.
 
         ``present`` (B, N) bool marks the positions a shorter row has (padding keys are masked out).
+        ``embeddings`` (B, N, D) replaces the lookup of x_t (``x_t`` still gives the shape and is checked).
         """
         check_tokens(x_t, self.cfg.vocab_size + 1, self.cfg.max_len)
-        return self.net(x_t, present)[..., :self.cfg.vocab_size]  # (B, N, V)
+        return self.net(x_t, present, embeddings=embeddings)[..., :self.cfg.vocab_size]  # (B, N, V)
 
     def log_probs(self, x_t: torch.Tensor) -> torch.Tensor:
         """(B, N, V) float log-probabilities with carry-over: unmasked positions are one-hot."""
@@ -87,7 +91,7 @@ def mdm_loss(model: MDM, x: torch.Tensor, generator: torch.Generator | None = No
 
     ``t`` (B,) fixes the masking times (default: ``sample_t``); which tokens are masked is drawn
     from ``generator`` on the CPU, so a run is reproducible on any device, unless ``masked`` (B, N)
-    bool gives them (drawn beforehand the same way, ``train.draw_noise``).
+    bool gives them (drawn beforehand the same way, ``kinds.draw_noise``).
     """
     B, N = x.shape
     if t is None:

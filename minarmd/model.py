@@ -23,12 +23,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .attention import AttentionMask, resolve_backend, singleton_sorted
+from .attention import AttentionMask, is_singleton, resolve_backend, singleton_sorted
 from .config import ARMDConfig
 from .layers import Block, init_weights
 from .masks import block_mask
 from .permutation import singleton_blocks
 from .two_stream import PrefixAggregation, TwoStreamLayer
+from .validation import check_embeddings, compiling
+
+__all__ = ["ARMD", "check_inputs"]
 
 
 class ARMD(nn.Module):
@@ -55,23 +58,29 @@ class ARMD(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor, blocks: torch.Tensor | None = None,
-                return_hidden: bool = False):
+                return_hidden: bool = False, *, embeddings: torch.Tensor | None = None,
+                singleton: bool | None = None):
         """tokens, pos, blocks: (B, M) int64 in generation order -> logits (B, M, vocab_size).
 
         ``pos`` are original positions in 0..max_len-1 (distinct within a row); ``blocks`` are
         non-decreasing block ids >= 1 (None: every token its own block, in the order given).
         ``logits[:, k]`` depends only on the tokens of blocks strictly before ``blocks[:, k]``.
         With ``return_hidden=True`` also returns the final query stream before ``ln_f`` (B, M, D).
+
+        ``embeddings`` (B, M, D) replaces the lookup ``self.wte(tokens)`` (to differentiate with respect
+        to the input vectors, notebook 03); ``tokens`` then give the shape and are checked, not looked up.
+        ``singleton`` says whether every block is a single token (strictly increasing ids) without the
+        model reading ``blocks`` to find out; the rule is ``attention.is_singleton``.
         """
         cfg = self.cfg
         if cfg.validate_inputs:
-            check_inputs(tokens, pos, blocks, cfg)
+            check_inputs(tokens, pos, blocks, cfg, singleton)
+        if embeddings is not None:
+            check_embeddings(embeddings, tokens, self.wte)
         B, M = tokens.shape
+        singleton = is_singleton(blocks, cfg.attn_backend, singleton)
         if blocks is None:
-            singleton = True
             blocks = singleton_blocks(B, M, tokens.device)
-        else:
-            singleton = cfg.attn_backend in ("auto", "causal") and singleton_sorted(blocks)
         backend = resolve_backend(cfg.attn_backend, singleton, tokens.device, cfg.head_dim)
 
         zeros = torch.zeros(B, 1, dtype=torch.long, device=tokens.device)
@@ -82,7 +91,8 @@ class ARMD(nn.Module):
         mask_query = AttentionMask.from_blocks(blocks, blocks_x, strict=True, backend=backend)
         mask_stack = AttentionMask.from_blocks(blocks, blocks, strict=False, backend=backend)
 
-        x = torch.cat([self.bos.expand(B, 1, -1), self.wte(tokens)], dim=1)  # (B, M+1, D)
+        e = self.wte(tokens) if embeddings is None else embeddings  # (B, M, D)
+        x = torch.cat([self.bos.expand(B, 1, -1), e], dim=1)  # (B, M+1, D)
         x = self.drop(x)
         if cfg.query_stream_init == "prefix":
             visible = None if backend == "causal" else block_mask(blocks, blocks_x, strict=True)
@@ -98,8 +108,13 @@ class ARMD(nn.Module):
         return (logits, g) if return_hidden else logits
 
 
-def check_inputs(tokens, pos, blocks, cfg: ARMDConfig) -> None:
-    """Raise ValueError, naming the argument and the fix, for anything the model cannot honour."""
+def check_inputs(tokens, pos, blocks, cfg: ARMDConfig, singleton: bool | None = None) -> None:
+    """Raise ValueError, naming the argument and the fix, for anything the model cannot honour.
+
+    Shapes and dtypes are always checked. The checks of values (ids, positions, block order, a
+    ``singleton=True`` claim) read the tensors, a host sync on a GPU and a graph break under
+    ``torch.compile``: they are skipped while compiling (as ``validation.check_tokens``).
+    """
     for name, t in (("tokens", tokens), ("pos", pos), ("blocks", blocks)):
         if t is None and name == "blocks":
             continue
@@ -119,6 +134,10 @@ def check_inputs(tokens, pos, blocks, cfg: ARMDConfig) -> None:
     if M > cfg.max_len:
         raise ValueError(f"sequence length M={M} exceeds max_len={cfg.max_len}; "
                          f"crop the input or build the model with a larger max_len")
+    if singleton is not None and not isinstance(singleton, bool):
+        raise ValueError(f"singleton must be True, False or None (let the model look), got {singleton!r}")
+    if compiling():
+        return
     if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
         raise ValueError(f"tokens must be ids in 0..vocab_size-1={cfg.vocab_size - 1}, "
                          f"got values in {int(tokens.min())}..{int(tokens.max())}")
@@ -134,3 +153,6 @@ def check_inputs(tokens, pos, blocks, cfg: ARMDConfig) -> None:
         if (blocks[:, 1:] < blocks[:, :-1]).any():
             raise ValueError("blocks must be non-decreasing along each row: list the tokens in generation "
                              "order (e.g. with permutation.order_from_mask_times)")
+        if singleton and not singleton_sorted(blocks):
+            raise ValueError("singleton=True needs one token per block (strictly increasing block ids); "
+                             "pass singleton=None to let the model look, or False")

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import check_int
 
-def _check_size(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+__all__ = ["singleton_blocks", "order_from_mask_times", "left_to_right", "random_order", "shuffle_k",
+           "strided_order", "ProgressiveSchedule"]
 
 
 def singleton_blocks(batch: int, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -57,7 +57,7 @@ def order_from_mask_times(tau: torch.Tensor, T: int) -> tuple[torch.Tensor, torc
     """
     if tau.ndim != 2 or tau.dtype != torch.long:
         raise ValueError(f"tau must be a (B, N) int64 tensor, got shape {tuple(tau.shape)} dtype {tau.dtype}")
-    _check_size("T", T)
+    check_int("T", T)
     if tau.numel() and (tau.min() < 1 or tau.max() > T):
         raise ValueError(f"tau must lie in 1..T={T}, got values in {int(tau.min())}..{int(tau.max())}")
     tau_sorted, order = torch.sort(tau, dim=1, descending=True, stable=True)  # (B, N) each
@@ -66,16 +66,16 @@ def order_from_mask_times(tau: torch.Tensor, T: int) -> tuple[torch.Tensor, torc
 
 def left_to_right(batch: int, n: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The autoregressive order 0, 1, ..., n-1 with singleton blocks."""
-    _check_size("batch", batch)
-    _check_size("n", n)
+    check_int("batch", batch)
+    check_int("n", n)
     order = torch.arange(n, device=device).expand(batch, n).clone()  # (B, N)
     return order, singleton_blocks(batch, n, device)
 
 
 def random_order(batch: int, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A uniformly random permutation per row, singleton blocks (continuous-time limit of masking)."""
-    _check_size("batch", batch)
-    _check_size("n", n)
+    check_int("batch", batch)
+    check_int("n", n)
     # argsort of i.i.d. uniforms is a uniform permutation (ties have probability ~0 in float64)
     order = torch.argsort(torch.rand(batch, n, generator=generator, dtype=torch.float64), dim=1)
     return order, singleton_blocks(batch, n)
@@ -114,9 +114,9 @@ def strided_order(n: int, streams: int, batch: int = 1, uneven: bool = False) ->
     others, so the last phase-2 blocks hold fewer than S tokens. n = 10, S = 4 gives runs of
     3, 3, 2, 2 positions and S + ceil(n/S) - 1 = 6 blocks. Every stream needs a position: S <= n.
     """
-    _check_size("n", n)
-    _check_size("streams", streams)
-    _check_size("batch", batch)
+    check_int("n", n)
+    check_int("streams", streams)
+    check_int("batch", batch)
     if streams > n:
         raise ValueError(f"streams={streams} exceeds n={n}: every stream needs at least one position; "
                          f"use at most {n} streams")
@@ -144,10 +144,9 @@ class ProgressiveSchedule:
     window: bool = False  # shuffle k consecutive slots instead of k random ones (our variant)
 
     def __post_init__(self):
-        _check_size("i_ar", self.i_ar, 0)
-        _check_size("rho", self.rho, 0)
-        if not isinstance(self.i_perm, int) or self.i_perm < self.i_ar:
-            raise ValueError(f"i_perm must be an integer >= i_ar={self.i_ar}, got {self.i_perm!r}")
+        check_int("i_ar", self.i_ar, 0)
+        check_int("rho", self.rho, 0)
+        check_int("i_perm", self.i_perm, self.i_ar, hint=" (i_ar)")
 
     def k(self, step: int) -> int:
         """Number of shuffled tokens at a (0-based) training step."""

@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .validation import check_int
 
-def _check_size(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+__all__ = ["MarkovSource", "CopyTask"]
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -58,8 +57,8 @@ class MarkovSource:
     _pi: torch.Tensor = field(init=False, repr=False, compare=False)  # (V^k,) float64 stationary distribution
 
     def __post_init__(self):
-        _check_size("vocab_size", self.vocab_size, 2)
-        _check_size("order", self.order, 1)
+        check_int("vocab_size", self.vocab_size, 2)
+        check_int("order", self.order, 1)
         if not isinstance(self.concentration, (int, float)) or not self.concentration > 0:
             raise ValueError(f"concentration must be a number > 0 (Dirichlet alpha), got {self.concentration!r}")
         contexts = self.vocab_size ** self.order
@@ -111,7 +110,7 @@ class MarkovSource:
 
     def window_nll(self, n: int) -> float:
         """Exact expected NLL per token (nats) of a length-n window of the stationary stream, n >= k."""
-        _check_size("n", n, self.order)
+        check_int("n", n, self.order)
         return (float(_entropy(self._pi)) + (n - self.order) * self.entropy_rate()) / n
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,9 +136,9 @@ class MarkovSource:
         (inverse CDF of P(. | context)), so ``sample(n, g)`` equals ``sample(n, g, batch=1)[0]``.
         The stream is a Python loop (~0.5 us/token); the batch path loops over positions only.
         """
-        _check_size("n_tokens", n_tokens)
+        check_int("n_tokens", n_tokens)
         if batch is not None:
-            _check_size("batch", batch)
+            check_int("batch", batch)
         V, k, C = self.vocab_size, self.order, self.vocab_size ** self.order
         steps = max(n_tokens - k, 0)
         u = torch.rand(batch or 1, steps + 1, generator=generator, dtype=torch.float64)  # (B, 1 + steps)
@@ -170,17 +169,17 @@ class CopyTask:
     vocab_size: int = 16  # V: floor 0.5 log 16 = 1.39 nats/token; small so the copy, not memory, is the task
 
     def __post_init__(self):
-        _check_size("vocab_size", self.vocab_size, 2)
+        check_int("vocab_size", self.vocab_size, 2)
 
     @staticmethod
     def _check_n(n: int) -> None:
-        _check_size("n", n, 2)
+        check_int("n", n, 2)
         if n % 2:
             raise ValueError(f"n={n} must be even: the second half of a copy sequence repeats the first")
 
     def sample(self, batch: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n) int64 copy sequences."""
-        _check_size("batch", batch)
+        check_int("batch", batch)
         self._check_n(n)
         half = torch.randint(0, self.vocab_size, (batch, n // 2), generator=generator)  # (B, n/2)
         return torch.cat([half, half], dim=1)  # (B, n)

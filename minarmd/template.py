@@ -32,6 +32,10 @@ from __future__ import annotations
 import torch
 
 from .permutation import strided_order
+from .validation import check_int
+
+__all__ = ["FREE", "PAD", "make_template", "stack_rows", "check_template", "plan", "block_spans",
+           "call_slots"]
 
 FREE = -1  # template value of a position to generate
 PAD = -2  # template value of a position the row does not have (a shorter row ends in PAD)
@@ -113,8 +117,7 @@ def plan(template: torch.Tensor, streams: int = 1, order: str | torch.Tensor = "
     B, N = template.shape
     given, free = template >= 0, template == FREE
     n_given, n_free = given.sum(1), free.sum(1)  # (B,) each
-    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
-        raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
+    check_int("streams", streams)
     custom = isinstance(order, torch.Tensor)
     if custom:
         m = int(n_free[0])

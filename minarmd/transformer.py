@@ -18,6 +18,9 @@ import torch.nn as nn
 from .attention import AttentionMask
 from .config import TransformerConfig
 from .layers import Block, init_weights
+from .validation import check_embeddings
+
+__all__ = ["Transformer", "with_extra_token"]
 
 
 class Transformer(nn.Module):
@@ -36,11 +39,13 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, tokens: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, present: torch.Tensor | None = None, *,
+                embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, M) int64 -> logits (B, M, vocab_size).
 
         ``present`` (B, M) bool, bidirectional only: False marks padding after the end of a shorter
         row, a key no position attends to (so each row is computed as if it were alone).
+        ``embeddings`` (B, M, D) replaces the lookup ``self.wte(tokens)``; ``tokens`` still give the shape.
         """
         if tokens.ndim != 2 or tokens.dtype != torch.long:
             raise ValueError(f"tokens must be a (B, M) int64 tensor, got shape {tuple(tokens.shape)} "
@@ -55,7 +60,9 @@ class Transformer(nn.Module):
                 raise ValueError(f"present must be a (B, M) bool tensor like tokens {tuple(tokens.shape)}, "
                                  f"and only for a bidirectional transformer (a causal one needs no padding mask)")
             mask = AttentionMask("dense", dense=present[:, None, None, :].expand(B, 1, M, M))
-        h = self.drop(self.wte(tokens))  # (B, M, D)
+        if embeddings is not None:
+            check_embeddings(embeddings, tokens, self.wte)
+        h = self.drop(self.wte(tokens) if embeddings is None else embeddings)  # (B, M, D)
         for block in self.blocks:
             h = block(h, pos, mask)
         return self.lm_head(self.ln_f(h))  # (B, M, V)

@@ -40,6 +40,8 @@ import torch.nn as nn
 from .attention import AttentionMask
 from .layers import Block
 
+__all__ = ["PrefixAggregation", "TwoStreamLayer"]
+
 
 class PrefixAggregation(nn.Module):
     """G^0 from token embeddings: sum over earlier blocks, weighted by <PE_pos(n), PE_pos(i)>."""
@@ -61,6 +63,8 @@ class PrefixAggregation(nn.Module):
         """Parallel form. x (B, Mk, D) embeddings, pos_x (B, Mk), pos_q (B, Mq) positions,
         visible (B, Mq, Mk) bool = M^sc, or None for the top-left triangle (singleton blocks)."""
         weights = self.pe(pos_q) @ self.pe(pos_x).transpose(1, 2)  # (B, Mq, Mk)
+        # tril: singleton blocks in order with BOS at key slot 0 make M^sc the top-left triangle (query n
+        # sees keys 0..n), so the mask need not be built (tests/test_masks.py checks it equals the rule)
         weights = torch.tril(weights) if visible is None else weights * visible
         return weights @ x  # (B, Mq, D)
 

@@ -108,3 +108,27 @@ def test_cuda_flex_and_causal_match_dense():
     tokens = x.cuda().gather(1, order)
     with torch.no_grad():
         assert (dense(tokens, order, blocks) - causal(tokens, order, blocks)).abs().max() <= 1e-5
+
+
+def test_singleton_rule_reads_the_block_ids_only_when_nothing_else_says(monkeypatch):
+    grouped = torch.tensor([[1, 1, 2]])
+    assert attention.is_singleton(None, "auto") and attention.is_singleton(None, "dense")  # None = singletons
+    assert not attention.is_singleton(torch.tensor([[1, 2, 3]]), "dense")  # dense / flex never take it
+    assert attention.is_singleton(grouped, "auto", singleton=True)  # a claim is taken as given (checked eagerly)
+    assert not attention.is_singleton(torch.tensor([[1, 2, 3]]), "auto", singleton=False)
+    assert attention.is_singleton(torch.tensor([[1, 2, 3]]), "auto") and not attention.is_singleton(grouped, "auto")
+    monkeypatch.setattr(attention, "compiling", lambda: True)
+    assert attention.is_singleton(grouped, "causal")  # compiled: as configured, no look at the ids
+
+
+def test_singleton_claims_pick_the_backend_without_changing_the_numbers():
+    dense, auto = pair("auto")
+    g = torch.Generator().manual_seed(4)
+    order, blocks = permutation.random_order(2, 12, g)
+    tokens = torch.randint(0, 13, (2, 12), generator=g).gather(1, order)
+    with torch.no_grad():
+        assert torch.equal(auto(tokens, order, blocks, singleton=True), auto(tokens, order, blocks))  # causal
+        assert torch.equal(auto(tokens, order, blocks, singleton=False), dense(tokens, order, blocks))  # dense
+        x, s_order, s_blocks = multi_token_blocks(2, 12, 5)
+        s_tokens = x.gather(1, s_order)
+        assert torch.equal(auto(s_tokens, s_order, s_blocks, singleton=False), auto(s_tokens, s_order, s_blocks))

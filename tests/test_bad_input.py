@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import make_model
-from minarmd import ARMDConfig, TransformerConfig, permutation
+from minarmd import ARMDConfig, TransformerConfig, masking, permutation
 from minarmd.loss import armd_loss
 
 SIZE = dict(vocab_size=13, max_len=24, n_layer=4, n_head=2, n_embd=16)
@@ -83,3 +83,25 @@ def test_wrong_config_type():
     from minarmd import ARMD
     with pytest.raises(ValueError, match="cfg must be an ARMDConfig"):
         ARMD(TransformerConfig(**SIZE))
+
+
+def test_singleton_claims_are_checked(model):
+    tokens, order, blocks = good_inputs()
+    with pytest.raises(ValueError, match="singleton must be True, False or None"):
+        model(tokens, order, blocks, singleton="yes")
+    grouped = torch.tensor([[1, 1, 2, 3, 3, 4]]).expand(2, 6)
+    with pytest.raises(ValueError, match="singleton=True needs one token per block"):
+        model(tokens, order, grouped, singleton=True)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: ARMDConfig(**{**SIZE, "vocab_size": 0}), "vocab_size must be an integer >= 1, got 0"),
+    (lambda: ARMDConfig(**{**SIZE, "n_head": True}), "n_head must be an integer >= 1, got True"),
+    (lambda: ARMDConfig(**SIZE, d_pe=0), "d_pe must be an integer >= 1, got 0"),
+    (lambda: permutation.ProgressiveSchedule(i_ar=10, i_perm=5, rho=4), r"i_perm must be an integer >= 10 \(i_ar\)"),
+    (lambda: permutation.strided_order(8, 0), "streams must be an integer >= 1, got 0"),
+    (lambda: masking.alpha_schedule("linear", 0), r"T must be an integer >= 1 \(number of masking steps\), got 0"),
+])
+def test_integer_arguments_share_one_message(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

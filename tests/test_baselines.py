@@ -132,3 +132,33 @@ def test_baselines_reject_bad_tokens():
             model(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(ValueError, match="TransformerConfig"):
         GPT({"vocab_size": 3})
+
+
+def test_given_embeddings_give_the_same_logits_bit_for_bit():
+    x = torch.tensor([[0, 1, 2, 1, 0, 2], [2, 2, 1, 0, 1, 1]])
+    gpt, mdm = make(GPT), make(MDM)
+    assert torch.equal(gpt(x, embeddings=gpt.net.wte(x)), gpt(x))  # row n = the vector of x_n
+    x_t = torch.where(x == 1, torch.full_like(x, mdm.mask_id), x)
+    assert torch.equal(mdm(x_t, embeddings=mdm.net.wte(x_t)), mdm(x_t))
+    net = gpt.net  # the plain Transformer underneath
+    assert torch.equal(net(x, embeddings=net.wte(x)), net(x))
+
+
+def test_gpt_as_a_function_of_its_embeddings_is_causal_and_never_reads_the_last():
+    gpt = make(GPT)
+    x = torch.zeros(1, 5, dtype=torch.long)
+    jac = torch.autograd.functional.jacobian(lambda e: gpt(x, embeddings=e[None])[0],
+                                             torch.randn(5, 16, dtype=torch.float64))  # (N, V, N, D)
+    depends = jac.pow(2).sum(dim=(1, 3)) > 0  # (N, N): logits of x_n depend on x_<n only
+    assert torch.equal(depends, torch.ones(5, 5, dtype=torch.bool).tril(-1))
+
+
+def test_baselines_reject_bad_embeddings():
+    x = torch.zeros(2, 4, dtype=torch.long)
+    for model in (make(GPT), make(MDM)):
+        e = model.net.wte(x)  # (2, 4, 16)
+        for bad in (e[:, :3], e[0], e[..., :8]):
+            with pytest.raises(ValueError, match=r"embeddings must be a \(B, M, D\) = \(2, 4, 16\)"):
+                model(x, embeddings=bad)
+        with pytest.raises(ValueError, match="embeddings must have the model's dtype"):
+            model(x, embeddings=e.float())

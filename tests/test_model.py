@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import make_model
-from minarmd import masking, permutation
+from minarmd import masking, masks, permutation
 from minarmd.loss import armd_loss
 
 
@@ -193,3 +193,44 @@ def test_return_hidden_and_float32():
     order, blocks = permutation.left_to_right(2, 6)
     logits, hidden = model(torch.zeros(2, 6, dtype=torch.long), order, blocks, return_hidden=True)
     assert logits.dtype == torch.float32 and hidden.shape == (2, 6, 16)
+
+
+# ---- embeddings=: the model as a function of its input vectors --------------------------------------
+
+def test_given_embeddings_of_the_tokens_give_the_same_logits_bit_for_bit():
+    g = torch.Generator().manual_seed(5)
+    for dtype in (torch.float64, torch.float32):
+        model = make_model(dtype=dtype)
+        for name, order, blocks in structures(8, g):
+            tokens = torch.randint(0, 13, (1, 8), generator=g).gather(1, order)
+            expected = model(tokens, order, blocks, return_hidden=True)
+            got = model(tokens, order, blocks, return_hidden=True, embeddings=model.wte(tokens))
+            assert all(torch.equal(a, b) for a, b in zip(got, expected)), (name, dtype)
+
+
+def test_jacobian_with_respect_to_the_embeddings_is_strictly_causal():
+    model = make_model()  # float64
+    order, blocks = permutation.strided_order(8, 2)
+    ids = torch.zeros(1, 8, dtype=torch.long)  # only the shape counts: the vectors are given
+
+    def f(e):  # (N, D) -> (N, D), the final query stream
+        return model(ids, order, blocks, embeddings=e[None], return_hidden=True)[1][0]
+
+    with torch.enable_grad():
+        jac = torch.autograd.functional.jacobian(f, torch.randn(8, 16, dtype=torch.float64))  # (N, D, N, D)
+    depends = jac.pow(2).sum(dim=(1, 3)).sqrt() > 0  # (N, N)
+    assert torch.equal(depends, masks.strictly_causal_mask(blocks)[0])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda e: e[0], r"embeddings must be a \(B, M, D\) = \(2, 6, 16\) tensor"),
+    (lambda e: e[:, :5], r"embeddings must be a \(B, M, D\)"),
+    (lambda e: e[..., :8], r"got Tensor of shape \(2, 6, 8\)"),
+    (lambda e: e.float(), "embeddings must have the model's dtype and device"),
+    (lambda e: e.tolist(), "embeddings must be a"),
+])
+def test_bad_embeddings_name_the_argument(bad, match):
+    model = make_model()
+    tokens, (order, blocks) = torch.zeros(2, 6, dtype=torch.long), permutation.left_to_right(2, 6)
+    with pytest.raises(ValueError, match=match):
+        model(tokens, order, blocks, embeddings=bad(model.wte(tokens)))
