@@ -40,7 +40,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minarmd import throughput  # noqa: E402
-from minarmd.train import build_model, learning_rate, make_config, make_optimizer, training_loss  # noqa: E402
+from minarmd.kinds import build_model, training_loss  # noqa: E402
+from minarmd.optim import learning_rate, make_optimizer  # noqa: E402
+from minarmd.train_config import TrainConfig  # noqa: E402
 
 RUNS = {"armd": dict(model="armd"), "ar": dict(model="ar"), "mdm": dict(model="mdm"),
         "armd-sbp": dict(model="armd", order="sbp", sbp_streams=(2, 4))}
@@ -54,8 +56,8 @@ class Stopped(BaseException):
 
 def build(args, name: str, batch: int, device, compile_: bool):
     """(cfg, raw model, model to call, optimiser, one_step) for a run at a micro-batch."""
-    cfg = make_config(args.preset, **RUNS[name], batch_size=batch, grad_accum=1, bf16=args.bf16,
-                      compile=compile_, **(SMOKE_SHAPE if args.smoke else {}))
+    cfg = TrainConfig.from_preset(args.preset, **RUNS[name], batch_size=batch, grad_accum=1, bf16=args.bf16,
+                                  compile=compile_, **(SMOKE_SHAPE if args.smoke else {}))
     torch.manual_seed(0)
     raw = build_model(cfg, args.vocab).to(device)
     if args.no_input_checks and cfg.model == "armd":
@@ -184,7 +186,7 @@ def summarise(runs: dict, preset: str) -> dict:
         out["armd_ar_time_per_token"] = runs["ar"]["tokens_per_s"] / runs["armd"]["tokens_per_s"]
         out["armd_ar_flop_bound"] = runs["armd"]["flops_per_token"] / runs["ar"]["flops_per_token"]
     if "armd" in runs:
-        base = make_config(preset, model="armd", bf16=False, compile=False)
+        base = TrainConfig.from_preset(preset, model="armd", bf16=False, compile=False)
         p = out["projection"] = {"armd_tokens_per_s": runs["armd"]["tokens_per_s"], "run_steps": base.max_steps,
                                  "run_tokens_per_step": throughput.tokens_per_step(base)}
         for label, tokens in (("run", base.max_steps * p["run_tokens_per_step"]), ("10B", 10 ** 10)):
@@ -251,7 +253,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.seconds, args.max_batch = 0.0, min(args.max_batch, 16)
     args.vocab = 256 if args.smoke else 50257  # GPT-2 BPE
-    args.batch = args.batch or (2 if args.smoke else make_config(args.preset, bf16=False).batch_size)
+    args.batch = args.batch or (2 if args.smoke else TrainConfig.from_preset(args.preset, bf16=False).batch_size)
     names = args.runs.split(",")
     if set(names) - set(RUNS):
         raise SystemExit(f"error: unknown runs {sorted(set(names) - set(RUNS))}; choose from {tuple(RUNS)}")

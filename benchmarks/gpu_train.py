@@ -1,4 +1,4 @@
-"""Training throughput of AR, MDM and ARMD at GPT-2-small shape on one GPU, through ``train.py``.
+"""Training throughput of AR, MDM and ARMD at GPT-2-small shape on one GPU, through ``training.train_model``.
 
     python benchmarks/gpu_train.py --steps 30 --batch 16 --json out.json     # on a CUDA machine
     python benchmarks/gpu_train.py --smoke                                  # CPU: tiny shapes, 3 steps
@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minarmd import throughput  # noqa: E402
-from minarmd.train import make_config, train  # noqa: E402
+from minarmd.train_config import TrainConfig  # noqa: E402
+from minarmd.training import train_model  # noqa: E402
 
 def peak_flops() -> float | None:
     """This GPU's dense bf16 peak (``throughput.PEAKS``), or None on a CPU or an unknown GPU."""
@@ -53,13 +54,13 @@ def main() -> None:
     rows = []
     for name in args.runs.split(","):
         out = Path(tempfile.mkdtemp()) / name
-        cfg = make_config("gpt2-small", data="shakespeare", tokenizer="gpt2", max_steps=steps,
-                          batch_size=args.batch, grad_accum=1, warmup=10, eval_every=0, eval_windows=4,
-                          ckpt_every=10 ** 9, out=str(out), i_ar=0, i_perm=1, **{**specs[name], **shape})
+        cfg = TrainConfig.from_preset("gpt2-small", data="shakespeare", tokenizer="gpt2", max_steps=steps,
+                                      batch_size=args.batch, grad_accum=1, warmup=10, eval_every=0, eval_windows=4,
+                                      ckpt_every=10 ** 9, out=str(out), i_ar=0, i_perm=1, **{**specs[name], **shape})
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        summary = train(cfg, overwrite=True)
+        summary = train_model(cfg, overwrite=True)
         wall = time.perf_counter() - t0
         dts = [r["dt"] for r in map(json.loads, open(out / "metrics.jsonl")) if "dt" in r][skip:]
         tok_s = cfg.batch_size * cfg.seq_len / statistics.median(dts)

@@ -35,12 +35,14 @@ from minarmd.data import load_data
 from minarmd.evaluate import estimate
 from minarmd.quality import ARJudge, measure
 from minarmd.sampler import generate, sample_ar, sample_mdm
-from minarmd.train import finetune_sbp, load_model, make_config, train
+from minarmd.checkpoint import load_model
+from minarmd.train_config import TrainConfig
+from minarmd.training import finetune_sbp, train_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import machine_info  # noqa: E402
 
-RUNS = {  # name -> make_config overrides (tiny preset, Shakespeare)
+RUNS = {  # name -> TrainConfig.from_preset overrides (tiny preset, Shakespeare)
     "armd": dict(model="armd", max_steps=1200, i_ar=400, i_perm=900),
     "ar": dict(model="ar", max_steps=1200),
     "mdm": dict(model="mdm", max_steps=1200),
@@ -53,7 +55,7 @@ def ensure_trained(runs: Path) -> None:
     for name, overrides in RUNS.items():
         if not (runs / name / "ckpt.pt").exists():
             print(f"training {name} ...", flush=True)
-            train(make_config(out=str(runs / name), eval_every=0, **overrides), overwrite=True)
+            train_model(TrainConfig.from_preset(out=str(runs / name), eval_every=0, **overrides), overwrite=True)
     if not (runs / "armd_sbp" / "ckpt.pt").exists():
         print("SBP fine-tuning armd ...", flush=True)
         finetune_sbp(runs / "armd" / "ckpt.pt", runs / "armd_sbp", eval_every=0, overwrite=True, **SBP)

@@ -26,7 +26,9 @@ from .data import load_data
 from .evaluate import evaluate
 from .sampler import FREE, generate
 from .textgen import generate_text
-from .train import load_model, make_config, train
+from .checkpoint import load_model
+from .train_config import TrainConfig
+from .training import train_model
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,9 +42,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print("1. Training a tiny ARMD (preset 'tiny', character-level Shakespeare, embedded; CPU)")
-    cfg = make_config("tiny", model="armd", data="shakespeare", max_steps=args.max_steps, out=args.out,
-                      seed=args.seed, eval_every=0)
-    summary = train(cfg, overwrite=True)
+    cfg = TrainConfig.from_preset("tiny", model="armd", data="shakespeare", max_steps=args.max_steps,
+                                  out=args.out, seed=args.seed, eval_every=0)
+    summary = train_model(cfg, overwrite=True)
     print(f"   {summary['num_params'] / 1e6:.2f}M parameters, {cfg.max_steps} steps in "
           f"{summary['train_time_s']:.0f} s ({summary['tokens_per_s']:.0f} tokens/s); "
           f"final train loss {summary['final_train_loss']:.3f} nats/char")

@@ -28,6 +28,9 @@ bool, None) and cannot run code hidden in a downloaded file. Everything a traini
 and ``rng_state()`` tensors, step counters, and configs stored as ``dataclasses.asdict(cfg)``
 (store the dict, not the dataclass). numpy arrays and custom classes do not; pass
 ``weights_only=False`` only for files you trust.
+
+``load_model`` is the inference side: a training run's checkpoint back as (model, TrainConfig,
+tokenizer), the network rebuilt by its kind's recipe (``kinds.py``), EMA weights when it has them.
 """
 from __future__ import annotations
 
@@ -37,6 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .kinds import get_kind
+from .tokenizer import tokenizer_from_state
+from .train_config import TrainConfig
+
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
+           "load_model"]
 
 FORMAT = "minarmd-checkpoint-v1"
 
@@ -161,3 +171,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
                              f"{torch.cuda.device_count()} are visible: resume on the same number of "
                              f"GPUs, or skip set_rng_state (results then differ only by dropout noise)")
         torch.cuda.set_rng_state_all(cuda)
+
+
+def load_model(path: str | os.PathLike, use_ema: bool = True, device: str = "cpu"):
+    """(model, TrainConfig, tokenizer or None) from a training checkpoint; EMA weights when it has them."""
+    ckpt = load_checkpoint(path)
+    cfg = TrainConfig(**ckpt["config"])
+    model = get_kind(cfg.model).build(cfg, ckpt["vocab_size"])
+    state = ckpt["ema"] if use_ema and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(state)
+    tok = tokenizer_from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
+    return model.to(device).eval(), cfg, tok

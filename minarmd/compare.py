@@ -25,22 +25,24 @@ from .evaluate import DEFAULT_PROTOCOLS, PROTOCOL_NAMES, evaluate
 from .loss import armd_loss, t_pass_loss
 from .masking import alpha_schedule, masking_probs, sample_mask_times
 from .permutation import order_from_mask_times
-from .train import load_model, make_config, train
+from .checkpoint import load_model
+from .train_config import TrainConfig
+from .training import train_model
 
 COLUMNS = ("l2r", "random", "mask", "nelbo")
 
 
 def run_one(out: Path, eval_windows: int, draws: int, T: int, **overrides) -> dict:
-    """Train one model with ``make_config(**overrides)``, then evaluate it under every protocol."""
-    cfg = make_config(out=str(out), eval_every=0, **overrides)
-    summary = train(cfg, overwrite=True)
+    """Train one model with ``TrainConfig.from_preset(**overrides)``, then evaluate it under every protocol."""
+    cfg = TrainConfig.from_preset(out=str(out), eval_every=0, **overrides)
+    summary = train_model(cfg, overwrite=True)
     model, _, _ = load_model(out / "ckpt.pt")
     data = load_data(cfg.data, tokenizer=cfg.tokenizer, data_dir=cfg.data_dir)
     windows = data.eval_windows(cfg.seq_len, eval_windows)
     results = evaluate(model, windows, DEFAULT_PROTOCOLS[cfg.model], draws=draws, T=T,
                        schedule=cfg.mask_schedule)
     row = {"data": cfg.data, "model": cfg.model, "params": summary["num_params"],
-           "n_two_stream": model.cfg.n_two_stream if cfg.model == "armd" else None,
+           "n_two_stream": getattr(model.cfg, "n_two_stream", None),  # ARMD's alone
            "train_s": summary["train_time_s"], "tokens_per_s": summary["tokens_per_s"],
            "steps": cfg.max_steps, "tokens": cfg.max_steps * cfg.batch_size * cfg.grad_accum * cfg.seq_len,
            "chars_per_token": data.chars_per_token, "kind": data.kind,

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+__all__ = ["CORPORA", "KINDS", "SHAKESPEARE_VAL", "BIBLE_VAL", "PYTHON_MAX_CHARS", "PYTHON_VAL_BUCKETS",
+           "PYTHON_SKIP_DIRS", "Corpus", "read_asset", "load_corpus"]
+
 CORPORA = ("shakespeare", "bible", "python")
 KINDS = {"shakespeare": "verse", "bible": "prose", "python": "code"}
 

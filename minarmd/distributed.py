@@ -28,6 +28,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+__all__ = ["Context", "resolve_device", "micro_batches", "check_bf16", "setup", "wrap", "sync_unless_last",
+           "sum_over_ranks", "teardown"]
+
 
 @dataclass(frozen=True)
 class Context:

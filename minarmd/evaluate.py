@@ -26,20 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .ar import GPT, ar_loss
-from .loss import armd_loss
-from .masking import alpha_schedule, sample_mask_times
-from .mdm import MDM, mdm_loss
-from .model import ARMD
-from .permutation import left_to_right, order_from_mask_times, random_order
+from .kinds import DEFAULT_PROTOCOLS, PROTOCOL_NAMES, kind_of
+from .validation import check_int
 
-PROTOCOL_NAMES = {
-    "l2r": "exact NLL, left to right",
-    "random": "NELBO, uniformly random orders",
-    "mask": "NELBO, T-step masking trajectories",
-    "nelbo": "MDM NELBO, antithetic t",
-}
-DEFAULT_PROTOCOLS = {"armd": ("l2r", "random", "mask"), "ar": ("l2r",), "mdm": ("nelbo",)}
+__all__ = ["Estimate", "estimate", "evaluate", "zero_shot", "DEFAULT_PROTOCOLS", "PROTOCOL_NAMES"]
 
 
 @dataclass
@@ -57,19 +47,18 @@ class Estimate:
     def bits_per_char(self, chars_per_token: float | None) -> float | None:
         return None if not chars_per_token else self.nats / math.log(2) / chars_per_token
 
+    @classmethod
+    def from_draws(cls, protocol: str, means: list[float], detail: str = "") -> "Estimate":
+        """The mean of K per-draw means and its standard error, sqrt(var / K) (0 for one draw)."""
+        k = len(means)
+        mean = sum(means) / k
+        se = math.sqrt(sum((m - mean) ** 2 for m in means) / (k - 1) / k) if k > 1 else 0.0
+        return cls(protocol, mean, se, k, detail)
+
     def describe(self) -> str:
         name = PROTOCOL_NAMES[self.protocol] + (f" ({self.detail})" if self.detail else "")
         se = f" +- {self.se:.4f}" if self.draws > 1 else ""
         return f"{name}: {self.nats:.4f}{se} nats/token, ppl {self.ppl:.3f}"
-
-
-def model_kind(model) -> str:
-    """'armd', 'ar' or 'mdm' for the three model classes (compiled modules unwrapped)."""
-    model = getattr(model, "_orig_mod", model)
-    for cls, kind in ((ARMD, "armd"), (GPT, "ar"), (MDM, "mdm")):
-        if isinstance(model, cls):
-            return kind
-    raise ValueError(f"model must be an ARMD, GPT or MDM, got {type(model).__name__}")
 
 
 @torch.no_grad()
@@ -85,60 +74,36 @@ def _per_draw_means(loss_fn, windows: torch.Tensor, draws: int, batch_size: int,
     return means
 
 
-def _estimate(protocol: str, means: list[float], detail: str = "") -> Estimate:
-    k = len(means)
-    mean = sum(means) / k
-    se = math.sqrt(sum((m - mean) ** 2 for m in means) / (k - 1) / k) if k > 1 else 0.0
-    return Estimate(protocol, mean, se, k, detail)
-
-
 def estimate(model, windows: torch.Tensor, protocol: str, draws: int = 8, T: int = 8,
              schedule: str = "linear", seed: int = 0, batch_size: int = 32) -> Estimate:
     """Evaluate ``model`` on (W, N) int64 ``windows`` under one protocol (see the module docstring)."""
-    kind = model_kind(model)
-    if protocol not in DEFAULT_PROTOCOLS[kind]:
-        raise ValueError(f"protocol {protocol!r} does not apply to a {kind} model; "
-                         f"choose from {DEFAULT_PROTOCOLS[kind]}")
-    if windows.ndim != 2 or windows.dtype != torch.long or windows.shape[0] == 0:
+    proto = kind_of(model).protocol(protocol)
+    if not isinstance(windows, torch.Tensor) or windows.ndim != 2 or windows.dtype != torch.long \
+            or windows.shape[0] == 0:
         raise ValueError(f"windows must be a non-empty (W, N) int64 tensor, got {tuple(windows.shape)} "
                          f"{windows.dtype}")
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
+    check_int("draws", draws)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)  # CPU generator: same draws on every device
     was_training = model.training
     model.eval()
-    n = windows.shape[1]
+    draws = 1 if proto.exact else draws
+    detail = f"T={T}, {schedule}" if proto.uses_T else ""
 
-    def armd_with(order_fn):
-        def fn(x, draw):
-            order, blocks = order_fn(x.shape[0])
-            return armd_loss(model, x, order.to(x.device), blocks.to(x.device))
-        return fn
+    def loss_fn(x, draw):
+        return proto.loss(model, x, gen, T, schedule)
 
-    if protocol == "l2r" and kind == "armd":
-        loss_fn, draws, detail = armd_with(lambda b: left_to_right(b, n)), 1, ""
-    elif protocol == "l2r":
-        loss_fn, draws, detail = (lambda x, draw: ar_loss(model, x)), 1, ""
-    elif protocol == "random":
-        loss_fn, detail = armd_with(lambda b: random_order(b, n, gen)), ""
-    elif protocol == "mask":
-        alpha = alpha_schedule(schedule, T)
-        loss_fn = armd_with(lambda b: order_from_mask_times(sample_mask_times(alpha, (b, n), gen), T))
-        detail = f"T={T}, {schedule}"
-    else:
-        loss_fn, detail = (lambda x, draw: mdm_loss(model, x, gen)), ""
     try:
         means = _per_draw_means(loss_fn, windows, draws, batch_size, device)
     finally:
         model.train(was_training)
-    return _estimate(protocol, means, detail)
+    return Estimate.from_draws(protocol, means, detail)
 
 
 def evaluate(model, windows: torch.Tensor, protocols: tuple[str, ...] | None = None,
              **kwargs) -> dict[str, Estimate]:
     """Every protocol that applies to the model (or the ones named), as {protocol: Estimate}."""
-    protocols = protocols or DEFAULT_PROTOCOLS[model_kind(model)]
+    protocols = protocols or DEFAULT_PROTOCOLS[kind_of(model).name]
     return {p: estimate(model, windows, p, **kwargs) for p in protocols}
 
 
@@ -160,5 +125,13 @@ def zero_shot(model, name: str, n: int, data_files=None, max_windows: int | None
     if count == 0:
         raise ValueError(f"zero-shot set {name!r} has {len(ids)} tokens, fewer than one window of n={n}")
     windows = torch.tensor(ids[:count * n], dtype=torch.long).view(count, n)[:max_windows]  # (W, n)
-    protocol = protocol or DEFAULT_PROTOCOLS[model_kind(model)][0]
+    protocol = protocol or DEFAULT_PROTOCOLS[kind_of(model).name][0]
     return estimate(model, windows, protocol, **kwargs)
+
+
+def model_kind(model) -> str:
+    """Deprecated: ``kinds.kind_of(model).name``."""
+    import warnings
+    warnings.warn("evaluate.model_kind is deprecated: use minarmd.kinds.kind_of(model).name",
+                  DeprecationWarning, stacklevel=2)
+    return kind_of(model).name

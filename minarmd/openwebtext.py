@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["OWT_DOCUMENTS", "MDLM_VAL_DOCUMENTS", "NANOGPT_TEST_SIZE", "NANOGPT_SEED", "VAL_PROTOCOLS", "EOT",
+           "PREPARE_HINT", "prepare", "load_bin", "read_meta", "main"]
+
 OWT_DOCUMENTS = 8_013_769  # documents in OpenWebText, to scale MDLM's 100k validation documents
 MDLM_VAL_DOCUMENTS = 100_000  # MDLM: the last 100k documents are the validation set
 NANOGPT_TEST_SIZE = 0.0005  # nanoGPT: fraction of documents held out

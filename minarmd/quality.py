@@ -25,6 +25,8 @@ import torch
 
 from .ar import ar_loss
 
+__all__ = ["GPT2_EOS", "ARJudge", "HFJudge", "Quality", "sample_entropy", "repetition", "measure"]
+
 GPT2_EOS = 50256  # <|endoftext|>: GPT-2's BOS for scoring
 
 

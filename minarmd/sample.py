@@ -15,11 +15,12 @@ import sys
 
 import torch
 
-from .evaluate import model_kind
+from .checkpoint import load_model
+from .kinds import KINDS, kind_of
 from .textgen import generate_text
-from .train import load_model
 
-KIND_NAMES = {"armd": "ARMD", "ar": "AR baseline (GPT)", "mdm": "MDM baseline"}
+# the CLI's flags for the kind-specific sampler settings (kinds.ModelKind.settings)
+FLAGS = {"streams": "--streams", "order": "--order", "steps": "--steps"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,24 +63,24 @@ def run(args):
     if tok is None:
         raise ValueError(f"{args.ckpt} has no tokenizer (trained on synthetic token ids): it has no text to "
                          f"print; sample ids with minarmd.sampler.generate / sample_ar / sample_mdm instead")
-    kind = model_kind(model)
-    if kind != "armd" and (args.streams != 1 or args.order != "l2r"):
-        raise ValueError(f"--streams and --order are ARMD's; {args.ckpt} is an {KIND_NAMES[kind]}")
-    if kind != "mdm" and args.steps is not None:
-        raise ValueError(f"--steps is the MDM baseline's; {args.ckpt} is an {KIND_NAMES[kind]}")
+    kind = kind_of(model)
+    for owner in KINDS.values():  # a flag of another kind's sampler, set away from its "unused" value
+        if owner is not kind and any(getattr(args, name, unused) != unused for name, unused in owner.settings.items()):
+            flags = " and ".join(FLAGS.get(name, "--" + name) for name in owner.settings)
+            raise ValueError(f"{flags} {'are' if len(owner.settings) > 1 else 'is'} {owner.possessive}; "
+                             f"{args.ckpt} is an {kind.label}")
     out = generate_text(model, tok, prompt=args.prompt, suffix=args.suffix, max_new_tokens=args.max_new_tokens,
                         n=args.n, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         streams=args.streams, order=args.order, steps=args.steps, seed=args.seed,
                         stop=not args.no_stop, cache=not args.no_cache)
-    print(f"{args.ckpt}: {KIND_NAMES[kind]}, {model.num_params() / 1e6:.2f}M parameters, "
+    print(f"{args.ckpt}: {kind.label}, {model.num_params() / 1e6:.2f}M parameters, "
           f"{tok.name} tokenizer ({tok.vocab_size} ids), max_len {model.cfg.max_len}")
     for i, s in enumerate(out.samples):
         mean = sum(s.logprobs) / len(s.logprobs) if s.logprobs else float("nan")
         print(f"--- sample {i + 1} of {len(out.samples)}: {len(s.token_ids)} new tokens, "
               f"mean log-prob {mean:.3f} nats/token ---")
         print(s.text)
-    how = {"armd": f"S = {args.streams}, order {args.order}", "ar": "left to right",
-           "mdm": f"{args.steps or 'one per new token'} steps"}[kind]
+    how = kind.describe({name: getattr(args, name, unused) for name, unused in kind.settings.items()})
     print(f"--- {len(out.samples)} samples: {out.calls} network calls, {out.seconds:.2f} s "
           f"({how}, temperature {args.temperature}, seed {args.seed}) ---")
     return out

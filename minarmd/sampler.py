@@ -55,11 +55,10 @@ from typing import Callable, Iterator
 import torch
 
 from .cache import ARMDCache, GPTCache
-from .evaluate import model_kind
 from .template import FREE, PAD, block_spans, call_slots, check_template, make_template, plan, stack_rows
 
 __all__ = ["FREE", "PAD", "Generation", "Step", "block_spans", "check_sampling", "draw", "generate",
-           "fill", "generate_steps", "make_template", "plan", "sample_ar", "sample_mdm", "stack_rows"]
+           "generate_steps", "make_template", "plan", "sample_ar", "sample_mdm", "stack_rows"]
 
 
 @dataclass
@@ -148,10 +147,12 @@ def inference(model):
 
 def _device(model, kind: str) -> torch.device:
     """The model's device, after checking that it is the kind of model the sampler needs."""
-    if model_kind(model) != kind:
-        fits = {"armd": "generate", "ar": "sample_ar", "mdm": "sample_mdm"}[model_kind(model)]
-        raise ValueError(f"this sampler needs a {kind!r} model, got a {model_kind(model)!r} one: "
-                         f"use {fits}() for it")
+    from .kinds import kind_of  # imported here: kinds.py registers these samplers, so it imports this module
+
+    has = kind_of(model)
+    if has.name != kind:
+        raise ValueError(f"this sampler needs a {kind!r} model, got a {has.name!r} one: "
+                         f"use {has.sampler.__name__}() for it (or fill(), which picks it)")
     return next(model.parameters()).device
 
 
@@ -482,25 +483,6 @@ def _mdm_steps(model, n, batch, steps, template, temperature, top_k, top_p, gene
     return Generation(x, order, revealed_at.gather(1, order), calls, logprobs)
 
 
-def fill(model, template: torch.Tensor, **kwargs) -> Generation:
-    """Fill a template with whichever sampler fits the model: ARMD ``generate``, ``sample_ar`` or ``sample_mdm``.
+from .deprecated import moved  # noqa: E402
 
-    Keyword arguments go to that sampler; ``streams`` and ``order`` are ARMD's, ``steps`` MDM's,
-    and asking a baseline for them is an error that says why.
-    """
-    kind = model_kind(model)
-    if kind == "armd":
-        if "steps" in kwargs:
-            raise ValueError("steps is the MDM baseline's setting; ARMD takes one call per block (use streams)")
-        return generate(model, template=template, **kwargs)
-    if kwargs.get("streams", 1) != 1 or kwargs.get("order", "l2r") != "l2r":
-        raise ValueError(f"streams and order are ARMD's: the {kind.upper()} baseline "
-                         + ("generates left to right, one token per call" if kind == "ar"
-                            else "reveals tokens over `steps` denoising steps"))
-    kwargs.pop("streams", None), kwargs.pop("order", None)
-    if kind == "ar":
-        if "steps" in kwargs:
-            raise ValueError("steps is the MDM baseline's setting; the AR baseline takes one call per token")
-        return sample_ar(model, template=template, **kwargs)
-    kwargs.pop("cache", None)  # MDM has no KV cache: a bidirectional pass over every position per step
-    return sample_mdm(model, template=template, **kwargs)
+__getattr__ = moved(__name__, {"fill": "minarmd.kinds:fill"})  # sampler.fill moved to kinds.fill

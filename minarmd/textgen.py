@@ -4,7 +4,7 @@
     out = generate_text(model, tok, prompt="ROMEO:", max_new_tokens=100, n=3, streams=2, seed=0)
     print(out.texts[0]); out.calls, out.seconds, out.samples[0].logprobs
 
-One call for every model kind (``sampler.fill`` picks the sampler): ARMD in any order, with S
+One call for every model kind (``kinds.fill`` picks the sampler): ARMD in any order, with S
 streams, with a prompt and/or a suffix (infilling); the AR baseline left to right with a prompt;
 the MDM baseline over ``steps`` denoising steps with a prompt and/or a suffix. ``prompt`` may be a
 list of strings of different lengths: each gets ``n`` samples, one batch in all (rows of different
@@ -23,8 +23,11 @@ from typing import Callable
 
 import torch
 
-from .sampler import FREE, Generation, Step, fill
+from .kinds import fill
+from .sampler import FREE, Generation, Step
 from .template import stack_rows
+
+__all__ = ["TextSample", "TextGeneration", "generate_text"]
 
 
 @dataclass

@@ -40,88 +40,100 @@ formula with P = all parameters (``nanogpt_flops_per_token``) counts ARMD like a
 """
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
-
-from .config import ARMDConfig, TransformerConfig
-
-MODELS = ("armd", "ar", "mdm")
+from .config import TransformerConfig
+from .validation import check_int as _check_int
+from .validation import check_number as _check_number
 
 # dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; "H100" is the SXM part
 PEAKS = {"H100": 989e12, "H100 PCIe": 756e12, "H200": 989e12, "A100": 312e12}
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """The numbers the counts depend on, whatever kind of config they came from."""
+# ------------------------------------------------ the formulas, one pair per network (kinds.py picks)
 
-    model: str  # "armd", "ar" or "mdm"
-    V: int  # vocabulary (real tokens; the baselines add one row)
-    N: int  # tokens per sequence
-    L: int  # layers
-    L2s: int  # ARMD's two-stream layers (0 for the baselines)
-    d: int  # width
-    r: int  # MLP ratio
-    d_pe: int  # ARMD's prefix-aggregation width
-    prefix: bool  # ARMD computes G^0 by prefix aggregation (query_stream_init == "prefix")
-    bias: bool  # Linear and LayerNorm biases (parameters only: a bias add is not a matmul)
-    tie: bool  # LM head tied to the token embeddings (parameters only)
-    max_len: int  # rows of ARMD's PE table (parameters only)
+def _layer_params(cfg) -> int:
+    d, b = cfg.n_embd, int(cfg.bias)
+    return (4 + 2 * cfg.mlp_ratio) * d * d + b * (3 * d + d + cfg.mlp_ratio * d + d) + 2 * (d + b * d)  # + 2 LNs
 
 
-def _check_int(name: str, value, low: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def transformer_param_count(cfg) -> int:
+    """Parameters of a baseline (GPT, MDM) with this TransformerConfig: V + 1 embedding rows (BOS or [MASK])."""
+    rows, d = cfg.vocab_size + 1, cfg.n_embd
+    return rows * d + cfg.n_layer * _layer_params(cfg) + (d + cfg.bias * d) + (0 if cfg.tie_weights else rows * d)
 
 
-def _check_number(name: str, value, positive: bool) -> float:
-    """A finite real number, > 0 (positive) or >= 0; numpy scalars welcome, bools and tensors not."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (value > 0 if positive else value >= 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return float(value)
+def armd_param_count(cfg) -> int:
+    """Parameters of an ARMD with this ARMDConfig: V rows, plus the BOS embedding and the PE table."""
+    V, d = cfg.vocab_size, cfg.n_embd
+    total = V * d + cfg.n_layer * _layer_params(cfg) + (d + cfg.bias * d) + (0 if cfg.tie_weights else V * d)
+    return total + d + (cfg.max_len + 1) * cfg.d_pe  # BOS embedding, PE table (BOS's position included)
 
 
-def network_config(cfg, vocab_size: int) -> TransformerConfig:
-    """The network config a TrainConfig describes (what ``train.build_model`` builds), without weights."""
-    _check_int("vocab_size", vocab_size)
-    shape = dict(vocab_size=vocab_size, max_len=cfg.seq_len, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                 n_embd=cfg.n_embd, dropout=cfg.dropout)
-    if cfg.model == "armd":
-        return ARMDConfig(**shape, n_two_stream=cfg.n_two_stream, d_pe=cfg.d_pe, pe_init_std=cfg.pe_init_std,
-                          attn_backend=cfg.attn_backend)
-    return TransformerConfig(**shape)
+def transformer_forward_flops(cfg, N: int) -> dict[str, int]:
+    """The plain transformer's forward matmuls for one sequence of N tokens (module docstring)."""
+    d, L = cfg.n_embd, cfg.n_layer
+    full = 2 * (4 + 2 * cfg.mlp_ratio) * d * d  # per row: W_q, W_k, W_v, W_o and the MLP
+    return {"linear": L * N * full, "attention": L * 4 * d * N * N, "prefix": 0,
+            "head": 2 * d * (cfg.vocab_size + 1) * N}
 
 
-def _shape(cfg, model: str | None, seq_len: int | None, vocab_size: int | None) -> _Shape:
-    if not isinstance(cfg, TransformerConfig) and hasattr(cfg, "seq_len") and hasattr(cfg, "model"):
-        # a train.TrainConfig (not imported: train.py is heavy and may itself import this module)
+def armd_forward_flops(cfg, N: int) -> dict[str, int]:
+    """ARMD's forward matmuls for one sequence of N tokens: X stream, query stream, stack, Eq. 6, head."""
+    d, L, L2s = cfg.n_embd, cfg.n_layer, cfg.n_two_stream
+    full = 2 * (4 + 2 * cfg.mlp_ratio) * d * d  # per row: W_q, W_k, W_v, W_o and the MLP
+    kv = 2 * 2 * d * d  # per row: W_k and W_v alone
+    M = N + 1  # content-stream rows: BOS + N tokens
+    linear = (max(L2s - 1, 0) * M * full + (M * kv if L2s else 0)  # content stream X
+              + L2s * N * (full - kv)  # query stream G: no K/V projections of its own
+              + (L - L2s) * N * full)  # the block-causal stack on G
+    attention = max(L2s - 1, 0) * 4 * d * M * M + L2s * 4 * d * N * M + (L - L2s) * 4 * d * N * N
+    prefix = 2 * N * M * (cfg.d_pe + d) if cfg.query_stream_init == "prefix" else 0
+    return {"linear": linear, "attention": attention, "prefix": prefix, "head": 2 * d * cfg.vocab_size * N}
+
+
+# ------------------------------------------------------------- any config in, the right formula out
+
+def _resolve(cfg, model: str | None, seq_len: int | None, vocab_size: int | None):
+    """(kind, network config, N) for an ARMDConfig, a TransformerConfig with ``model``, or a TrainConfig
+    with ``vocab_size``."""
+    from .kinds import KINDS, get_kind  # imported here: kinds.py imports this module's formulas
+
+    fitting = [k.name for k in KINDS.values() if type(cfg) is k.config_class]
+    if not fitting and hasattr(cfg, "seq_len") and hasattr(cfg, "model"):
+        # a TrainConfig (duck-typed: train_config.py imports kinds.py, which imports this module)
         if vocab_size is None:
             raise ValueError("vocab_size is needed with a TrainConfig (it depends on the data): "
                              "e.g. vocab_size=50257 for GPT-2 BPE")
+        _check_int("vocab_size", vocab_size)
         if model is not None and model != cfg.model:
             raise ValueError(f"model={model!r} contradicts the TrainConfig's model={cfg.model!r}; leave it out")
-        model, cfg = cfg.model, network_config(cfg, vocab_size)
-    elif not isinstance(cfg, TransformerConfig):
-        raise ValueError(f"cfg must be an ARMDConfig, a TransformerConfig or a TrainConfig, got {type(cfg).__name__}")
+        kind = get_kind(cfg.model)
+        cfg = kind.network_config(cfg, vocab_size)
+    elif not fitting:
+        raise ValueError(f"cfg must be an ARMDConfig, a TransformerConfig (or another registered kind's network "
+                         f"config) or a TrainConfig, got {type(cfg).__name__}")
     elif vocab_size is not None:
         raise ValueError("vocab_size is given only with a TrainConfig; this config has its own vocab_size")
-    if isinstance(cfg, ARMDConfig):
-        if model not in (None, "armd"):
-            raise ValueError(f"model={model!r} does not fit an ARMDConfig; leave it out or pass 'armd'")
-        model = "armd"
-    elif model not in ("ar", "mdm"):
-        raise ValueError(f"model must be 'ar' or 'mdm' for a TransformerConfig (an ARMD model needs an "
-                         f"ARMDConfig), got {model!r}")
+    else:
+        if model is None and len(fitting) == 1:
+            model = fitting[0]
+        if model not in fitting:
+            raise ValueError(f"model={model!r} does not fit a {type(cfg).__name__}: pass model= one of "
+                             f"{tuple(fitting)} (an ARMD model needs an ARMDConfig)")
+        kind = get_kind(model)
     N = cfg.max_len if seq_len is None else seq_len
     _check_int("seq_len", N)
     if N > cfg.max_len:
         raise ValueError(f"seq_len={N} exceeds the config's max_len={cfg.max_len}")
-    armd = model == "armd"
-    return _Shape(model, cfg.vocab_size, N, cfg.n_layer, cfg.n_two_stream if armd else 0, cfg.n_embd,
-                  cfg.mlp_ratio, cfg.d_pe if armd else 0, armd and cfg.query_stream_init == "prefix",
-                  cfg.bias, cfg.tie_weights, cfg.max_len)
+    return kind, cfg, N
+
+
+def network_config(cfg, vocab_size: int) -> TransformerConfig:
+    """Deprecated: ``TrainConfig.network_config(vocab_size)`` (the kind's own recipe, ``kinds.py``)."""
+    import warnings
+    warnings.warn("throughput.network_config is deprecated; use cfg.network_config(vocab_size)",
+                  DeprecationWarning, stacklevel=2)
+    _check_int("vocab_size", vocab_size)
+    return cfg.network_config(vocab_size)
 
 
 def param_count(cfg, model: str | None = None, vocab_size: int | None = None) -> int:
@@ -130,14 +142,8 @@ def param_count(cfg, model: str | None = None, vocab_size: int | None = None) ->
     ``cfg``: an ARMDConfig, a TransformerConfig with ``model`` "ar" or "mdm", or a TrainConfig with
     ``vocab_size``. A tied LM head is counted once.
     """
-    s = _shape(cfg, model, None, vocab_size)
-    d, b = s.d, int(s.bias)
-    rows = s.V if s.model == "armd" else s.V + 1  # the baselines' extra BOS / [MASK] row
-    layer = (4 + 2 * s.r) * d * d + b * (3 * d + d + s.r * d + d) + 2 * (d + b * d)  # linears, biases, 2 LNs
-    total = rows * d + s.L * layer + (d + b * d) + (0 if s.tie else rows * d)  # embeddings, layers, ln_f, head
-    if s.model == "armd":
-        total += d + (s.max_len + 1) * s.d_pe  # BOS embedding, PE table (BOS's position included)
-    return total
+    kind, net, _ = _resolve(cfg, model, None, vocab_size)
+    return kind.param_count(net)
 
 
 def forward_flops(cfg, model: str | None = None, seq_len: int | None = None,
@@ -147,20 +153,8 @@ def forward_flops(cfg, model: str | None = None, seq_len: int | None = None,
     Keys: ``"linear"`` (projections and MLPs of every layer and stream), ``"attention"`` (QK^T and AV),
     ``"prefix"`` (ARMD's Eq. 6; 0 for the baselines) and ``"head"`` (the LM head). Exact integers.
     """
-    s = _shape(cfg, model, seq_len, vocab_size)
-    d, N, L, L2s = s.d, s.N, s.L, s.L2s
-    full = 2 * (4 + 2 * s.r) * d * d  # per row: W_q, W_k, W_v, W_o and the MLP
-    kv = 2 * 2 * d * d  # per row: W_k and W_v alone
-    if s.model != "armd":
-        return {"linear": L * N * full, "attention": L * 4 * d * N * N, "prefix": 0,
-                "head": 2 * d * (s.V + 1) * N}
-    M = N + 1  # content-stream rows: BOS + N tokens
-    linear = (max(L2s - 1, 0) * M * full + (M * kv if L2s else 0)  # content stream X
-              + L2s * N * (full - kv)  # query stream G: no K/V projections of its own
-              + (L - L2s) * N * full)  # the block-causal stack on G
-    attention = max(L2s - 1, 0) * 4 * d * M * M + L2s * 4 * d * N * M + (L - L2s) * 4 * d * N * N
-    prefix = 2 * N * M * (s.d_pe + d) if s.prefix else 0
-    return {"linear": linear, "attention": attention, "prefix": prefix, "head": 2 * d * s.V * N}
+    kind, net, N = _resolve(cfg, model, seq_len, vocab_size)
+    return kind.forward_flops(net, N)
 
 
 def flops_per_token(cfg, model: str | None = None, seq_len: int | None = None, vocab_size: int | None = None,
@@ -169,9 +163,8 @@ def flops_per_token(cfg, model: str | None = None, seq_len: int | None = None, v
     pass alone with ``training=False``. Arguments as in ``forward_flops``."""
     if not isinstance(training, bool):
         raise ValueError(f"training must be True or False, got {training!r}")
-    s = _shape(cfg, model, seq_len, vocab_size)
-    total = sum(forward_flops(cfg, model, seq_len, vocab_size).values())
-    return (3 if training else 1) * total / s.N
+    kind, net, N = _resolve(cfg, model, seq_len, vocab_size)
+    return (3 if training else 1) * sum(kind.forward_flops(net, N).values()) / N
 
 
 def nanogpt_flops_per_token(num_params: int, n_layer: int, n_embd: int, seq_len: int) -> int:
@@ -209,7 +202,7 @@ def tokens_per_step(cfg) -> int:
 
 def steps_for_tokens(tokens: int, tokens_per_step: int) -> int:
     """Optimiser steps needed to see at least ``tokens`` tokens (rounded up)."""
-    _check_int("tokens", tokens, low=0)
+    _check_int("tokens", tokens, minimum=0)
     _check_int("tokens_per_step", tokens_per_step)
     return -(-tokens // tokens_per_step)
 
@@ -220,6 +213,11 @@ def training_hours(tokens: float, tokens_per_s: float) -> float:
     return tokens / _check_number("tokens_per_s", tokens_per_s, positive=True) / 3600.0
 
 
-__all__ = ["MODELS", "PEAKS", "network_config", "param_count", "forward_flops", "flops_per_token",
+__all__ = ["PEAKS", "transformer_param_count", "armd_param_count", "transformer_forward_flops",
+           "armd_forward_flops", "param_count", "forward_flops", "flops_per_token",
            "nanogpt_flops_per_token", "mfu", "peak_flops", "tokens_per_step", "steps_for_tokens",
            "training_hours"]
+
+from .deprecated import moved  # noqa: E402
+
+__getattr__ = moved(__name__, {"MODELS": "minarmd.kinds:KINDS"})

@@ -22,6 +22,9 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING, Iterable, Union
 
+__all__ = ["TOKENIZERS", "GPT2_PATTERN", "GPT2_RANKS_ASSET", "GPT2_RANKS_SHA256", "CharTokenizer",
+           "GPT2Tokenizer", "get_tokenizer", "tokenizer_from_state"]
+
 if TYPE_CHECKING:  # imported lazily at run time: `import minarmd` should not pay for tiktoken
     import tiktoken
     import torch

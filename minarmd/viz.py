@@ -12,7 +12,11 @@ What each picture shows (row n = the attending token, column i = the attended on
 * ``order_figure``: the tokens in original order, each with its generation slot and block;
 * ``trajectory_figure``: the forward process, :math:`x_t` shows token j iff :math:`\tau(j) > t`;
 * ``schedules_figure``: :math:`\alpha_t` and :math:`P(\tau = t) = \alpha_{t-1} - \alpha_t`;
-* ``generation_figure``: which tokens exist after the first k blocks of a generation order.
+* ``generation_figure``: which tokens exist after the first k blocks of a generation order;
+* ``loss_figure``: a run's training loss and validation estimates (from ``metrics.jsonl``).
+
+Two text helpers print what the notebooks inspect cell by cell: ``mask_table`` (a bool mask as a 0/1
+table with row labels) and ``token_text`` (ids as words, ``[M]`` for the mask id).
 """
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ from matplotlib.patches import Rectangle
 
 from .masking import SCHEDULES, alpha_schedule, masking_probs
 from .masks import block_causal_mask, blocks_in_original_order, strictly_causal_mask, to_original_order
+
+__all__ = ["DPI", "MASK_COLORS", "BLOCK_COLORS", "Picture", "mask_figure", "masks_figure", "order_figure",
+           "trajectory_figure", "schedules_figure", "matrix_figure", "curves_figure", "generation_figure",
+           "loss_figure", "mask_table", "token_text", "figure_png"]
 
 DPI = 80  # small PNGs keep the committed notebooks light
 MASK_COLORS = ListedColormap(["#f4f4f4", "#2b6cb0"])  # False (may not attend), True (may attend)
@@ -239,6 +247,43 @@ def generation_figure(tokens: list[str], order, blocks, step: int, width: int = 
     produced = int(sum(b in done for b in by_position.tolist()))
     ax.set_title(f"after {step} of {n_blocks} blocks: {produced} of {n} tokens\n(orange: produced at this step)", fontsize=9)
     return fig
+
+
+def loss_figure(records: list[dict], title: str = "") -> Figure:
+    """Training loss per step and validation estimates, from a run's metric records
+    (``metrics.read_metrics``: dicts with ``step`` and ``loss`` or ``val``)."""
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val"]) for r in records if "val" in r]
+    fig = Picture(figsize=(6, 3.5))
+    ax = fig.subplots()
+    if train:
+        ax.plot(*zip(*train), lw=0.8, label="train loss")
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats / token")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def mask_table(mask, labels: list[str]) -> str:
+    """A bool (N, N') mask as a 0/1 table, one labelled row per query (row n attends column i where 1)."""
+    mask = torch.as_tensor(mask)
+    if mask.ndim != 2 or len(labels) != mask.shape[0]:
+        raise ValueError(f"mask must be 2-D with one label per row, got shape {tuple(mask.shape)} "
+                         f"and {len(labels)} labels")
+    width = max(len(label) for label in labels)
+    return "\n".join(f"{label:>{width}}  " + " ".join(str(v) for v in row)
+                     for label, row in zip(labels, mask.int().tolist()))
+
+
+def token_text(ids, vocab: list[str], mask_id: int | None = None) -> str:
+    """One row of ids as space-separated words from ``vocab``, ``[M]`` for ``mask_id``."""
+    ids = _one_row("ids", ids)
+    return " ".join("[M]" if i == mask_id else vocab[i] for i in ids.tolist())
 
 
 def figure_png(fig: Figure) -> bytes:

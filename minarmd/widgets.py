@@ -27,6 +27,9 @@ from .sampler import FREE, generate_steps, make_template
 from .template import call_slots, plan
 from .viz import DPI, figure_png, generation_figure, masks_figure
 
+__all__ = ["DEFAULT_SENTENCE", "MAX_TOKENS", "ORDER_KINDS", "show", "words", "explorer_order", "MaskExplorer",
+           "mask_explorer", "SamplerStepper", "sampler_stepper", "LiveStepper", "live_stepper"]
+
 DEFAULT_SENTENCE = "the cat sat on the mat"
 MAX_TOKENS = 16  # more words make unreadable tick labels
 ORDER_KINDS = {  # dropdown label -> what it draws

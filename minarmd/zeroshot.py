@@ -36,6 +36,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+__all__ = ["wikitext_detokenizer", "ptb_detokenizer", "lm1b_detokenizer", "lambada_detokenizer",
+           "join_wikitext_articles", "ZeroShotSet", "ZERO_SHOT", "detokenize", "load_zero_shot"]
+
 # A rule is (pattern, replacement), applied in order: a str pattern means "replace every
 # non-overlapping occurrence" (str.replace), a compiled pattern means re.sub. Order matters.
 Rule = tuple[str | re.Pattern[str], str]

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from minarmd import distributed
-from minarmd.train import make_config, train
+from minarmd.train_config import TrainConfig
+from minarmd.training import train_model
 
 SHAPE = dict(n_layer=2, n_head=2, n_embd=32, seq_len=32, batch_size=4, grad_accum=4, max_steps=4, warmup=2,
              eval_every=0, eval_windows=2, ckpt_every=2, device="cpu", i_ar=1, i_perm=3, rho=4)
@@ -35,7 +36,7 @@ def torchrun(out, nproc: int, **overrides) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("model", ["armd", "ar", "mdm"])
 def test_two_processes_match_one_process(tmp_path, model):
     torch.set_num_threads(1)
-    single = train(make_config("tiny", model=model, out=str(tmp_path / "single"), **SHAPE))
+    single = train_model(TrainConfig.from_preset("tiny", model=model, out=str(tmp_path / "single"), **SHAPE))
     run = torchrun(tmp_path / "ddp", 2, model=model)
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = losses(tmp_path / "single"), losses(tmp_path / "ddp")
@@ -50,7 +51,7 @@ def test_two_processes_match_one_process(tmp_path, model):
 
 def test_resume_on_another_number_of_processes_continues_the_same_run(tmp_path):
     torch.set_num_threads(1)
-    train(make_config("tiny", out=str(tmp_path / "single"), **SHAPE))
+    train_model(TrainConfig.from_preset("tiny", out=str(tmp_path / "single"), **SHAPE))
     first = torchrun(tmp_path / "ddp", 2, max_steps=2)  # 2 steps on 2 processes ...
     assert first.returncode == 0, first.stderr[-3000:]
     cmd = [sys.executable, "-m", "minarmd.train", "--resume", "--out", str(tmp_path / "ddp"), *flags(SHAPE)]
@@ -73,9 +74,9 @@ def test_world_size_must_divide_grad_accum(tmp_path):
 def test_device_and_bf16_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available.*--device cpu"):
-        train(make_config("tiny", device="cuda", out=str(tmp_path / "a")))
+        train_model(TrainConfig.from_preset("tiny", device="cuda", out=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="bf16=True needs a CUDA GPU.*--no-bf16"):
-        train(make_config("tiny", bf16=True, out=str(tmp_path / "b")))
+        train_model(TrainConfig.from_preset("tiny", bf16=True, out=str(tmp_path / "b")))
     with pytest.raises(ValueError, match="bf16=True needs a CUDA GPU"):  # the GPU presets say so on a CPU
-        train(make_config("gpt2-small", data="shakespeare", tokenizer="char", out=str(tmp_path / "c")))
+        train_model(TrainConfig.from_preset("gpt2-small", data="shakespeare", tokenizer="char", out=str(tmp_path / "c")))
     assert distributed.resolve_device("auto").type == "cpu"

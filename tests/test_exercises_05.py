@@ -9,7 +9,7 @@ import torch
 
 from course import failed, load_solution
 from minarmd.check import PASSED, run
-from minarmd.train import learning_rate
+from minarmd.optim import learning_rate
 
 solution = load_solution("05_training")
 

@@ -27,7 +27,8 @@ import torch
 from conftest import make_model
 from minarmd import ARMD, ARMDConfig, masking, permutation
 from minarmd.loss import token_nll
-from minarmd.train import build_model, make_config, training_loss
+from minarmd.kinds import build_model, training_loss
+from minarmd.train_config import TrainConfig
 import test_cache
 from test_cache import incremental_logits, orders, sharp
 
@@ -154,7 +155,7 @@ def test_cached_decoding_fp32_at_moderate_size(kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["ar", "mdm"])
 def test_baselines_train_under_bf16_and_compile(kind):
-    cfg = make_config("tiny", model=kind, n_layer=2, n_head=4, n_embd=128, seq_len=N)
+    cfg = TrainConfig.from_preset("tiny", model=kind, n_layer=2, n_head=4, n_embd=128, seq_len=N)
     torch.manual_seed(0)
     raw = build_model(cfg, V).to(DEVICE)
     model = torch.compile(raw)

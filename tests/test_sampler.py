@@ -10,7 +10,8 @@ from minarmd.config import TransformerConfig
 from minarmd.loss import armd_loss
 from minarmd.mdm import MDM
 from minarmd.permutation import random_order, singleton_blocks
-from minarmd.sampler import (FREE, PAD, draw, generate, fill, generate_steps, make_template, plan, sample_ar,
+from minarmd.kinds import fill
+from minarmd.sampler import (FREE, PAD, draw, generate, generate_steps, make_template, plan, sample_ar,
                              sample_mdm, stack_rows)
 
 V, N, DRAWS = 3, 3, 6000

@@ -5,7 +5,9 @@ import torch
 from minarmd.sample import main
 from minarmd.textgen import generate_text
 from minarmd.tokenizer import GPT2Tokenizer
-from minarmd.train import load_model, make_config, train
+from minarmd.checkpoint import load_model
+from minarmd.train_config import TrainConfig
+from minarmd.training import train_model
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=2, warmup=1,
             eval_every=0, eval_windows=2, ckpt_every=10, i_ar=1, i_perm=2, rho=2)
@@ -16,7 +18,7 @@ def runs(tmp_path_factory):
     """Checkpoints of all three kinds, trained for 2 steps on the embedded Shakespeare (characters)."""
     root = tmp_path_factory.mktemp("runs")
     for kind in ("armd", "ar", "mdm"):
-        train(make_config(model=kind, out=str(root / kind), **TINY), overwrite=True)
+        train_model(TrainConfig.from_preset(model=kind, out=str(root / kind), **TINY), overwrite=True)
     return root
 
 

@@ -10,7 +10,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from minarmd import ARMD, ARMDConfig, GPT, MDM, TransformerConfig, ar_loss, armd_loss, left_to_right, mdm_loss
 from minarmd import throughput as tp
 from minarmd.permutation import strided_order
-from minarmd.train import build_model, make_config
+from minarmd.kinds import build_model
+
+# a tiny shape whose counts are easy to do by hand: d = 8, r = 4, L = 3, L2s = 2, N = 8, V = 11, d_pe = 4
+from minarmd.train_config import TrainConfig
 
 # a tiny shape whose counts are easy to do by hand: d = 8, r = 4, L = 3, L2s = 2, N = 8, V = 11, d_pe = 4
 TINY = dict(vocab_size=11, max_len=8, n_layer=3, n_head=2, n_embd=8)
@@ -79,7 +82,7 @@ def test_param_count_equals_built_models(overrides):
 
 @pytest.mark.parametrize("model", ["armd", "ar", "mdm"])
 def test_train_config_gpt2_small(model):
-    cfg = make_config("gpt2-small", model=model)
+    cfg = TrainConfig.from_preset("gpt2-small", model=model)
     with torch.device("meta"):  # shapes only: no memory, no time
         net = build_model(cfg, 50257)
     assert tp.param_count(cfg, vocab_size=50257) == net.num_params()
@@ -88,7 +91,7 @@ def test_train_config_gpt2_small(model):
 
 
 def test_gpt2_small_numbers():
-    armd, ar = make_config("gpt2-small"), make_config("gpt2-small", model="ar")
+    armd, ar = TrainConfig.from_preset("gpt2-small"), TrainConfig.from_preset("gpt2-small", model="ar")
     f_armd, f_ar = tp.flops_per_token(armd, vocab_size=50257), tp.flops_per_token(ar, vocab_size=50257)
     # nanoGPT's rule for the GPT is exactly ours (P_matmul = 12 L d^2 + (V + 1) d)
     assert f_ar == 6 * (12 * 12 * 768 ** 2 + 50258 * 768) + 12 * 12 * 768 * 1024
@@ -192,9 +195,9 @@ def test_mfu_peaks_and_time():
     (lambda: tp.flops_per_token(TransformerConfig(**TINY)), "model"),
     (lambda: tp.flops_per_token(TransformerConfig(**TINY), "armd"), "model"),
     (lambda: tp.flops_per_token(tiny_armd(), vocab_size=11), "vocab_size"),
-    (lambda: tp.flops_per_token(make_config("tiny")), "vocab_size"),
-    (lambda: tp.flops_per_token(make_config("tiny"), vocab_size=0), "vocab_size"),
-    (lambda: tp.flops_per_token(make_config("tiny"), model="ar", vocab_size=65), "model"),
+    (lambda: tp.flops_per_token(TrainConfig.from_preset("tiny")), "vocab_size"),
+    (lambda: tp.flops_per_token(TrainConfig.from_preset("tiny"), vocab_size=0), "vocab_size"),
+    (lambda: tp.flops_per_token(TrainConfig.from_preset("tiny"), model="ar", vocab_size=65), "model"),
     (lambda: tp.param_count("armd"), "cfg"),
 ])
 def test_bad_input_names_the_argument(call, name):

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from minarmd.checkpoint import CheckpointError
-from minarmd.train import build_model, finetune_sbp, learning_rate, load_model, main, make_config, train
+from minarmd.checkpoint import load_model
+from minarmd.kinds import build_model
+from minarmd.optim import learning_rate
+from minarmd.train import main
+from minarmd.train_config import TrainConfig
+from minarmd.training import finetune_sbp, train_model
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=12,
              warmup=3, eval_every=6, eval_windows=4, ckpt_every=5, i_ar=2, i_perm=8, rho=4)
@@ -30,14 +35,14 @@ class Interrupt:
                                           ("armd", {"order": "sbp", "grad_accum": 2})])
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, model, extra):
     """Ctrl-C after step 7 (checkpoint at 5 is older) then --resume: identical losses, bit for bit."""
-    cfg = make_config(model=model, out=str(tmp_path / "full"), **SMALL, **extra)
-    train(cfg)
-    cut = make_config(model=model, out=str(tmp_path / "cut"), **SMALL, **extra)
+    cfg = TrainConfig.from_preset(model=model, out=str(tmp_path / "full"), **SMALL, **extra)
+    train_model(cfg)
+    cut = TrainConfig.from_preset(model=model, out=str(tmp_path / "cut"), **SMALL, **extra)
     with pytest.raises(KeyboardInterrupt):
-        train(cut, on_step=Interrupt(7))
+        train_model(cut, on_step=Interrupt(7))
     assert torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=False)["step"] == 7
     assert len(losses(tmp_path / "cut")) == 7
-    train(cut, resume=True)
+    train_model(cut, resume=True)
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
     assert len(losses(tmp_path / "full")) == 12
     full, _, _ = load_model(tmp_path / "full" / "ckpt.pt")
@@ -56,20 +61,20 @@ class Crash:
 
 def test_resume_after_a_crash_redoes_the_steps_past_the_checkpoint(tmp_path):
     """Crash after step 7 with the last checkpoint at 5: resuming re-runs 6 and 7, logged once."""
-    train(make_config(out=str(tmp_path / "full"), **SMALL))
-    cfg = make_config(out=str(tmp_path / "cut"), **SMALL)
+    train_model(TrainConfig.from_preset(out=str(tmp_path / "full"), **SMALL))
+    cfg = TrainConfig.from_preset(out=str(tmp_path / "cut"), **SMALL)
     with pytest.raises(RuntimeError, match="simulated"):
-        train(cfg, on_step=Crash())
+        train_model(cfg, on_step=Crash())
     assert torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=False)["step"] == 5
-    train(cfg, resume=True)
+    train_model(cfg, resume=True)
     steps = [r["step"] for r in map(json.loads, open(tmp_path / "cut" / "metrics.jsonl")) if "loss" in r]
     assert steps == list(range(1, 13))
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
 
 
 def test_it_learns_and_writes_its_outputs(tmp_path):
-    cfg = make_config(out=str(tmp_path), **{**SMALL, "max_steps": 60, "lr": 3e-3, "eval_every": 30})
-    summary = train(cfg)
+    cfg = TrainConfig.from_preset(out=str(tmp_path), **{**SMALL, "max_steps": 60, "lr": 3e-3, "eval_every": 30})
+    summary = train_model(cfg)
     curve = losses(tmp_path)
     assert sum(curve[-10:]) / 10 < sum(curve[:10]) / 10 - 0.5  # 60 steps on characters: a clear drop
     assert (tmp_path / "loss.png").stat().st_size > 1000
@@ -77,43 +82,43 @@ def test_it_learns_and_writes_its_outputs(tmp_path):
 
 
 def test_sbp_fine_tuning_starts_from_a_checkpoint(tmp_path):
-    train(make_config(out=str(tmp_path / "base"), **SMALL))
+    train_model(TrainConfig.from_preset(out=str(tmp_path / "base"), **SMALL))
     base, _, _ = load_model(tmp_path / "base" / "ckpt.pt")
-    cfg = make_config(out=str(tmp_path / "sbp"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
-                      **{**SMALL, "max_steps": 1, "lr": 1e-12, "warmup": 0})
-    train(cfg)
+    cfg = TrainConfig.from_preset(out=str(tmp_path / "sbp"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
+                                  **{**SMALL, "max_steps": 1, "lr": 1e-12, "warmup": 0})
+    train_model(cfg)
     tuned, _, _ = load_model(tmp_path / "sbp" / "ckpt.pt")
     for a, b in zip(base.parameters(), tuned.parameters()):
         assert torch.allclose(a, b, atol=1e-6)  # lr ~ 0: the weights came from the base run
 
 
 def test_finetune_sbp_copies_the_model_settings_and_trains_on_strided_orders(tmp_path):
-    train(make_config(out=str(tmp_path / "base"), **SMALL))
+    train_model(TrainConfig.from_preset(out=str(tmp_path / "base"), **SMALL))
     summary = finetune_sbp(tmp_path / "base" / "ckpt.pt", tmp_path / "sbp", max_steps=3, streams=(2, 4))
     tuned, cfg, _ = load_model(tmp_path / "sbp" / "ckpt.pt")
     assert (cfg.order, cfg.sbp_streams, cfg.n_embd, cfg.seq_len) == ("sbp", (2, 4), 32, 32)
     assert summary["steps"] == 3 and cfg.init_from == str(tmp_path / "base" / "ckpt.pt")
     with pytest.raises(ValueError, match="needs an ARMD checkpoint"):
-        train(make_config(out=str(tmp_path / "ar"), model="ar", **{**SMALL, "max_steps": 1}))
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "ar"), model="ar", **{**SMALL, "max_steps": 1}))
         finetune_sbp(tmp_path / "ar" / "ckpt.pt", tmp_path / "x")
     with pytest.raises(ValueError, match="n_embd=32"):  # a config that cannot load those weights
-        train(make_config(out=str(tmp_path / "wide"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "wide"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
                           **{**SMALL, "n_embd": 64}))
 
 
 def test_learning_rate_schedule():
-    cfg = make_config(lr=1.0, warmup=10, max_steps=110, min_lr_frac=0.1)
+    cfg = TrainConfig.from_preset(lr=1.0, warmup=10, max_steps=110, min_lr_frac=0.1)
     assert learning_rate(cfg, 0) == pytest.approx(0.1) and learning_rate(cfg, 9) == pytest.approx(1.0)
     assert learning_rate(cfg, 110) == pytest.approx(0.1) and learning_rate(cfg, 60) == pytest.approx(0.55)
-    assert learning_rate(make_config(lr=1.0, lr_decay="constant", warmup=0), 500) == 1.0
+    assert learning_rate(TrainConfig.from_preset(lr=1.0, lr_decay="constant", warmup=0), 500) == 1.0
 
 
 def test_presets_build_models_of_the_stated_size():
-    cfg = make_config("gpt2-small")
+    cfg = TrainConfig.from_preset("gpt2-small")
     model = build_model(cfg, 50257)
     assert 120e6 < model.num_params() < 130e6  # GPT-2 small: 124M with tied embeddings
     assert cfg.batch_size * cfg.grad_accum * cfg.seq_len == 524_288  # the paper's 0.5M tokens/step
-    medium = make_config("gpt2-medium")
+    medium = TrainConfig.from_preset("gpt2-medium")
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         big = build_model(medium, 50257)
     assert 350e6 < big.num_params() < 360e6  # GPT-2 medium: 355M
@@ -124,25 +129,25 @@ def test_presets_build_models_of_the_stated_size():
 
 def test_bad_requests_are_explained(tmp_path):
     with pytest.raises(ValueError, match="unknown preset"):
-        make_config("huge")
+        TrainConfig.from_preset("huge")
     with pytest.raises(ValueError, match="model must be one of"):
-        make_config(model="bert")
+        TrainConfig.from_preset(model="bert")
     with pytest.raises(ValueError, match="rho=200 exceeds seq_len"):
-        make_config(rho=200, i_perm=500)
+        TrainConfig.from_preset(rho=200, i_perm=500)
     with pytest.raises(ValueError, match="sbp_streams must divide"):
-        make_config(order="sbp", sbp_streams=(3,))
+        TrainConfig.from_preset(order="sbp", sbp_streams=(3,))
     with pytest.raises(ValueError, match="DATASETS|unknown dataset"):
-        train(make_config(data="wikipedia", out=str(tmp_path / "x"), **SMALL))
+        train_model(TrainConfig.from_preset(data="wikipedia", out=str(tmp_path / "x"), **SMALL))
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        train(make_config(out=str(tmp_path / "none"), **SMALL), resume=True)
-    train(make_config(out=str(tmp_path / "run"), **SMALL))
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "none"), **SMALL), resume=True)
+    train_model(TrainConfig.from_preset(out=str(tmp_path / "run"), **SMALL))
     with pytest.raises(ValueError, match="already exists"):
-        train(make_config(out=str(tmp_path / "run"), **SMALL))
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "run"), **SMALL))
     with pytest.raises(ValueError, match="n_embd was 32, now 64"):
-        train(make_config(out=str(tmp_path / "run"), **{**SMALL, "n_embd": 64}), resume=True)
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "run"), **{**SMALL, "n_embd": 64}), resume=True)
     (tmp_path / "run" / "ckpt.pt").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="corrupt|incomplete"):
-        train(make_config(out=str(tmp_path / "run"), **SMALL), resume=True)
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "run"), **SMALL), resume=True)
 
 
 def test_cli(tmp_path, capsys):

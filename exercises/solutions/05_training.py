@@ -1,7 +1,7 @@
 """Solutions to exercises/05_training.ipynb (try the exercises first!).
 
 Each function is checked against the library with ``check("05.k", function)``:
-05.1 ``minarmd.train.learning_rate``, 05.2 ``minarmd.permutation.ProgressiveSchedule.k``,
+05.1 ``minarmd.optim.learning_rate``, 05.2 ``minarmd.permutation.ProgressiveSchedule.k``,
 05.3 ``minarmd.data.TokenData.batch``, 05.4 ``minarmd.evaluate.estimate`` (mean and standard error),
 05.5 ``minarmd.evaluate.Estimate.bits_per_char`` and ``.ppl``.
 """

@@ -19,24 +19,20 @@ TOL = 1e-12  # 03.4: a dependency entry above this counts as "output n depends o
 F64 = torch.float64
 
 
-# ---- helpers (the exercise notebook imports as_function_of_embeddings) ----------------------------
+# ---- helpers ------------------------------------------------------------------------------------
 
 def as_function_of_embeddings(model, pos: torch.Tensor | None = None, blocks: torch.Tensor | None = None):
     """f(e) for one sequence: (N, D) input token embeddings -> (N, D_out) outputs of ``model``.
 
-    For an ``ARMD`` (give ``pos`` and ``blocks``, (1, N) in generation order) the outputs are the final
-    query-stream states (N, D); for a plain ``Transformer`` they are the logits (N, V). The token ids
-    do not matter: a forward hook on the embedding table returns ``e`` instead of looking ids up.
+    With ``pos`` and ``blocks`` ((1, N) in generation order: an ``ARMD``) the outputs are the final
+    query-stream states (N, D); without them (a plain ``Transformer``) the logits (N, V). Built on the
+    models' ``embeddings=`` argument, which replaces the lookup of the (here all-zero) token ids.
     """
     def f(e: torch.Tensor) -> torch.Tensor:
-        handle = model.wte.register_forward_hook(lambda module, inputs, output: e[None])
-        try:
-            ids = torch.zeros(1, e.shape[0], dtype=torch.long)
-            if isinstance(model, ARMD):
-                return model(ids, pos, blocks, return_hidden=True)[1][0]  # (N, D)
-            return model(ids)[0]  # (N, V)
-        finally:
-            handle.remove()
+        ids = torch.zeros(1, e.shape[0], dtype=torch.long)  # only their shape counts
+        if pos is not None:  # ARMD's call: positions and blocks in generation order
+            return model(ids, pos, blocks, embeddings=e[None], return_hidden=True)[1][0]  # (N, D)
+        return model(ids, embeddings=e[None])[0]  # (N, V)
     return f
 
 

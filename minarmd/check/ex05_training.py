@@ -7,9 +7,10 @@ import torch
 
 from . import CheckFailed, attempt, exercise, expect_close, expect_tensor
 from ..data import TokenData
-from ..evaluate import Estimate, _estimate
+from ..evaluate import Estimate
 from ..permutation import ProgressiveSchedule
-from ..train import learning_rate, make_config
+from ..optim import learning_rate
+from ..train_config import TrainConfig
 
 
 def _describe(cfg) -> str:
@@ -20,11 +21,11 @@ def _describe(cfg) -> str:
 @exercise("05.1", "learning rate: warm-up then decay")
 def check_lr(fn):
     configs = [
-        make_config("tiny"),  # warm-up 50, cosine to 10 % at step 600
-        make_config("tiny", lr_decay="constant", warmup=20, lr=3e-4),  # MDLM-style: flat after warm-up
-        make_config("tiny", warmup=0, max_steps=10),  # no warm-up: cosine from step 0
-        make_config("tiny", warmup=1, max_steps=5, min_lr_frac=0.0),  # decays to 0
-        make_config("tiny", warmup=8, max_steps=8),  # warm-up is the whole run
+        TrainConfig.from_preset("tiny"),  # warm-up 50, cosine to 10 % at step 600
+        TrainConfig.from_preset("tiny", lr_decay="constant", warmup=20, lr=3e-4),  # MDLM-style: flat after warm-up
+        TrainConfig.from_preset("tiny", warmup=0, max_steps=10),  # no warm-up: cosine from step 0
+        TrainConfig.from_preset("tiny", warmup=1, max_steps=5, min_lr_frac=0.0),  # decays to 0
+        TrainConfig.from_preset("tiny", warmup=8, max_steps=8),  # warm-up is the whole run
     ]
     count = 0
     for cfg in configs:
@@ -34,7 +35,7 @@ def check_lr(fn):
             got = attempt(fn, cfg, step, case=case)
             expect_close("learning rate", got, learning_rate(cfg, step), tol=1e-12, case=case)
             count += 1
-    return f"{count} (config, step) pairs match minarmd.train.learning_rate"
+    return f"{count} (config, step) pairs match minarmd.optim.learning_rate"
 
 
 @exercise("05.2", "progressive schedule k(step)")
@@ -99,7 +100,7 @@ def check_estimate(fn):
     for means in cases:
         case = f"per-draw means {[round(m, 4) for m in means][:8]}{' ...' if len(means) > 8 else ''} (K={len(means)})"
         mean, se = _pair(attempt(fn, list(means), case=case), case + "; return (mean, standard error)")
-        ref = _estimate("random", means)
+        ref = Estimate.from_draws("random", means)
         expect_close("mean", mean, ref.nats, tol=1e-12, case=case)
         expect_close("standard error", se, ref.se, tol=1e-12, case=case)
     return f"{len(cases)} cases match the mean and SE of minarmd.evaluate.estimate"

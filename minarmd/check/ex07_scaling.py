@@ -12,7 +12,7 @@ from .. import throughput
 from ..config import ARMDConfig
 from ..data import TokenData
 from ..model import ARMD
-from ..train import make_config
+from ..train_config import TrainConfig
 
 _SMALL = dict(vocab_size=23, max_len=12, n_layer=4, n_head=2, n_embd=16, d_pe=8)
 _GPT2_SMALL = ARMDConfig(vocab_size=50257, max_len=1024, n_layer=12, n_head=12, n_embd=768)  # the preset's ARMD
@@ -85,12 +85,12 @@ def check_mfu(fn):
 
 @exercise("07.4", "tokens per optimiser step and steps for a token budget")
 def check_tokens_and_steps(fn):
-    cases = [("gpt2-small, 10B tokens", make_config("gpt2-small"), 10 ** 10),
-             ("gpt2-small, the paper's 400K steps", make_config("gpt2-small"), 400_000 * 524_288),
-             ("tiny, 1M tokens", make_config("tiny"), 10 ** 6),
-             ("tiny, grad_accum=3, an exact multiple", make_config("tiny", grad_accum=3), 5 * 3 * 32 * 128),
-             ("tiny, one token more than 2 steps", make_config("tiny", batch_size=4, seq_len=8), 2 * 32 + 1),
-             ("a budget of 0 tokens", make_config("tiny"), 0)]
+    cases = [("gpt2-small, 10B tokens", TrainConfig.from_preset("gpt2-small"), 10 ** 10),
+             ("gpt2-small, the paper's 400K steps", TrainConfig.from_preset("gpt2-small"), 400_000 * 524_288),
+             ("tiny, 1M tokens", TrainConfig.from_preset("tiny"), 10 ** 6),
+             ("tiny, grad_accum=3, an exact multiple", TrainConfig.from_preset("tiny", grad_accum=3), 5 * 3 * 32 * 128),
+             ("tiny, one token more than 2 steps", TrainConfig.from_preset("tiny", batch_size=4, seq_len=8), 2 * 32 + 1),
+             ("a budget of 0 tokens", TrainConfig.from_preset("tiny"), 0)]
     for name, cfg, budget in cases:
         got = attempt(fn, cfg, budget, case=name)
         if not isinstance(got, tuple) or len(got) != 2:

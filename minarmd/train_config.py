@@ -1,0 +1,142 @@
+"""What a training run depends on: ``TrainConfig``, its presets, and which fields may change on resume.
+
+    cfg = TrainConfig.from_preset("tiny", model="armd", max_steps=600, out="runs/armd")
+    cfg.network_config(vocab_size=65)       # the ARMDConfig that run builds
+
+Every field is validated when the config is made, so a bad setting fails before any data is loaded
+(``python -m minarmd.train`` turns the ValueError into one ``error:`` line). The model kinds and
+ARMD's training orders are defined in ``kinds.py``; the loop that uses this config is ``training.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .kinds import KINDS, ORDERS, get_kind
+from .masking import alpha_schedule
+from .permutation import ProgressiveSchedule
+from .validation import check_int
+
+__all__ = ["TrainConfig", "PRESETS", "SHAPE_FIELDS", "RESUMABLE"]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything a run depends on; presets (``PRESETS``) fill it, command-line flags override."""
+
+    model: str = "armd"  # a kind from kinds.KINDS: "armd", "ar" (GPT baseline), "mdm" (MDLM-style baseline)
+    preset: str = "tiny"  # the preset these values came from (recorded in the checkpoint)
+    data: str = "shakespeare"  # a name from data.DATASETS
+    tokenizer: str = "char"  # "char" or "gpt2" (ignored for synthetic data)
+    data_dir: str | None = None  # where prepared .bin files live (openwebtext)
+    out: str = "runs/tiny"  # run directory: ckpt.pt, metrics.jsonl, loss.png
+    seed: int = 0  # seeds the weights, the data stream and the orders
+    # model shape (same width/depth for all three models)
+    n_layer: int = 4  # transformer layers L
+    n_head: int = 4  # attention heads
+    n_embd: int = 128  # width d
+    n_two_stream: int | None = None  # ARMD's L2s; None -> n_layer // 2
+    d_pe: int = 64  # ARMD's prefix-aggregation width
+    pe_init_std: float = 0.02  # ARMD's PE init std (0.125 = 1/sqrt(64) trains ~2x slower here)
+    dropout: float = 0.0  # dropout everywhere (0: runs resume bit-exactly even on GPU)
+    attn_backend: str = "auto"  # ARMD attention: "auto", "dense", "causal", "flex"
+    # optimisation
+    max_steps: int = 600  # optimiser steps in total (a resumed run continues up to this)
+    batch_size: int = 32  # windows per micro-batch
+    grad_accum: int = 1  # micro-batches per optimiser step
+    seq_len: int = 128  # tokens per window N
+    lr: float = 1e-3  # peak learning rate
+    lr_decay: str = "cosine"  # "cosine" (to min_lr_frac * lr at max_steps) or "constant" (MDLM)
+    min_lr_frac: float = 0.1  # final learning rate as a fraction of lr (cosine)
+    warmup: int = 50  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW decay on weight matrices (not on norms, biases, BOS)
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.99  # AdamW beta2 (0.99 for small batches, 0.999 at GPT-2 scale)
+    grad_clip: float = 1.0  # max global grad norm (0: off)
+    ema: float = 0.0  # EMA decay of the weights used for evaluation (0: off; MDLM 0.9999)
+    # ARMD orders
+    order: str = "progressive"  # kinds.ORDERS: "progressive", "sbp", "mask" (T-step trajectories), "random", "l2r"
+    i_ar: int = 200  # progressive: left-to-right steps first (paper, OWT: 9_000)
+    i_perm: int = 450  # progressive: step at which k reaches rho (paper, OWT: 48_000)
+    rho: int = 4  # progressive: final shuffled tokens; 4/128 = 3 % like the paper's 32/1024
+    window: bool = False  # progressive: shuffle k consecutive slots instead of k random ones
+    sbp_streams: tuple[int, ...] = (1, 2, 4)  # sbp: S drawn uniformly from these each step
+    mask_T: int = 8  # mask: masking steps T of the trajectories (blocks of tied tokens)
+    mask_schedule: str = "linear"  # mask: alpha_t schedule (masking.SCHEDULES)
+    init_from: str | None = None  # start from this checkpoint's weights (SBP fine-tuning)
+    # bookkeeping
+    eval_every: int = 100  # steps between validation estimates (0: only at the end)
+    eval_windows: int = 64  # validation windows per estimate
+    ckpt_every: int = 200  # steps between checkpoints (also written at the end and on Ctrl-C)
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
+    bf16: bool = False  # bf16 autocast (CUDA only)
+    compile: bool = False  # torch.compile the model (CUDA; slow first step on CPU)
+
+    def __post_init__(self):
+        choices = {"model": tuple(KINDS), "order": ORDERS, "lr_decay": ("cosine", "constant"),
+                   "device": ("auto", "cpu", "cuda")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("max_steps", "batch_size", "grad_accum", "seq_len"):
+            check_int(name, getattr(self, name))
+        if not self.lr > 0 or not 0 <= self.ema < 1 or self.warmup < 0:
+            raise ValueError(f"need lr > 0, 0 <= ema < 1 and warmup >= 0; got lr={self.lr}, "
+                             f"ema={self.ema}, warmup={self.warmup}")
+        self.sbp_streams = tuple(self.sbp_streams)
+        bad = [s for s in self.sbp_streams if s < 1 or self.seq_len % s]
+        if self.order == "sbp" and (bad or not self.sbp_streams):
+            raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
+        self.schedule  # builds (and so validates) the progressive schedule
+        alpha_schedule(self.mask_schedule, self.mask_T)  # validates them
+        if self.order == "progressive" and self.rho > self.seq_len:
+            raise ValueError(f"rho={self.rho} exceeds seq_len={self.seq_len}; scale rho with seq_len")
+
+    @property
+    def schedule(self) -> ProgressiveSchedule:
+        """The progressive permutation schedule these fields describe."""
+        return ProgressiveSchedule(self.i_ar, self.i_perm, self.rho, self.window)
+
+    @classmethod
+    def from_preset(cls, preset: str = "tiny", **overrides) -> "TrainConfig":
+        """A preset's values (``PRESETS``) with keyword overrides; None values are ignored."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {tuple(PRESETS)}")
+        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(preset=preset, **values)
+
+    def network_config(self, vocab_size: int):
+        """The network config this run builds (its kind's recipe, ``kinds.py``), without weights."""
+        return get_kind(self.model).network_config(self, vocab_size)
+
+
+PRESETS = {
+    # CPU, minutes: char-level Shakespeare, 0.8M parameters
+    "tiny": {},
+    # CPU, tens of minutes: 4.8M parameters, N = 256
+    "small-cpu": dict(n_layer=6, n_head=8, n_embd=256, seq_len=256, batch_size=16, lr=6e-4,
+                      max_steps=3000, warmup=100, i_ar=1000, i_perm=2200, rho=8, eval_every=250,
+                      ckpt_every=500),
+    # GPU: the paper's small model on OpenWebText (batch 32 x 16 x 1024 = 0.5M tokens per step)
+    "gpt2-small": dict(data="openwebtext", tokenizer="gpt2", n_layer=12, n_head=12, n_embd=768,
+                       seq_len=1024, batch_size=32, grad_accum=16, lr=3e-4, lr_decay="constant",
+                       warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
+                       i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
+                       ckpt_every=2000, bf16=True, compile=True),
+    # GPU: the paper's medium model (24 layers, 1024 wide, 16 heads, L2s = 12, 355M parameters), same
+    # recipe and global batch; micro-batch 16 x 32 accumulated (not yet run on a GPU: lower batch_size
+    # and raise grad_accum if it runs out of memory)
+    "gpt2-medium": dict(data="openwebtext", tokenizer="gpt2", n_layer=24, n_head=16, n_embd=1024,
+                        seq_len=1024, batch_size=16, grad_accum=32, lr=3e-4, lr_decay="constant",
+                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
+                        i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
+                        ckpt_every=2000, bf16=True, compile=True),
+}
+
+# fields that fix the network's parameters (a checkpoint loads only into the same values)
+SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe")
+
+# fields that may change when resuming; everything else must match the checkpoint
+RESUMABLE = {"max_steps", "out", "eval_every", "ckpt_every", "device", "compile", "data_dir", "eval_windows"}
