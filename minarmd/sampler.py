@@ -55,10 +55,11 @@ from typing import Callable, Iterator
 import torch
 
 from .cache import ARMDCache, GPTCache
-from .template import FREE, PAD, block_spans, call_slots, check_template, make_template, plan, stack_rows
+from .template import FREE, PAD, block_spans, call_slots, check_template, make_template, plan
 
-__all__ = ["FREE", "PAD", "Generation", "Step", "block_spans", "check_sampling", "draw", "generate",
-           "generate_steps", "make_template", "plan", "sample_ar", "sample_mdm", "stack_rows"]
+# FREE, PAD and make_template are the samplers' input vocabulary, re-exported from their home, template.py
+__all__ = ["FREE", "PAD", "Generation", "Step", "check_sampling", "draw", "generate", "generate_steps",
+           "make_template", "sample_ar", "sample_mdm"]
 
 
 @dataclass

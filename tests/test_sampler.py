@@ -11,8 +11,8 @@ from minarmd.loss import armd_loss
 from minarmd.mdm import MDM
 from minarmd.permutation import random_order, singleton_blocks
 from minarmd.kinds import fill
-from minarmd.sampler import (FREE, PAD, draw, generate, generate_steps, make_template, plan, sample_ar,
-                             sample_mdm, stack_rows)
+from minarmd.sampler import FREE, PAD, draw, generate, generate_steps, make_template, sample_ar, sample_mdm
+from minarmd.template import plan, stack_rows
 
 V, N, DRAWS = 3, 3, 6000
 

@@ -5,7 +5,8 @@ import torch
 
 from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, short
 from ..permutation import strided_order
-from ..sampler import FREE, block_spans, draw, make_template, plan
+from ..sampler import FREE, draw, make_template
+from ..template import block_spans, plan
 
 
 @exercise("06.1", "strided block-parallel order")
@@ -46,7 +47,7 @@ def check_num_calls(fn):
         if got != expected:
             raise CheckFailed(f"got {got} calls, expected {expected} ({case}; m = n - given = {n - given} "
                               f"positions to generate)")
-    return (f"{len(cases)} cases match the blocks of minarmd.sampler.plan (the calls generate() makes): "
+    return (f"{len(cases)} cases match the blocks of minarmd.template.plan (the calls generate() makes): "
             "S + m/S - 1")
 
 
@@ -156,5 +157,5 @@ def check_block_spans(fn):
         for k, (mine, ref) in enumerate(zip(pairs, expected)):
             if mine != ref:
                 raise CheckFailed(f"span {k}: got {mine}, expected {ref} (start inclusive, end exclusive; {case})")
-    return f"{len(cases)} cases match minarmd.sampler.block_spans"
+    return f"{len(cases)} cases match minarmd.template.block_spans"
 
