@@ -33,6 +33,7 @@ from .ar import GPT, ar_loss
 from .checkpoint import load_model
 from .config import ARMDConfig, TransformerConfig
 from .data import load_data
+from .deprecated import moved
 from .evaluate import estimate
 from .kinds import ModelKind, fill, get_kind, kind_of, register_kind
 from .loss import armd_loss, t_pass_loss
@@ -57,8 +58,6 @@ PUBLIC_MODULES = ("masking", "permutation", "masks", "attention", "layers", "two
                   "distributed", "data", "tokenizer", "corpus", "synthetic", "openwebtext", "zeroshot",
                   "evaluate", "throughput", "cache", "template", "sampler", "textgen", "quality", "viz",
                   "widgets", "check", "config", "validation")
-
-from .deprecated import moved  # noqa: E402
 
 __getattr__ = moved(__name__, {"make_config": "minarmd.train_config:TrainConfig.from_preset"})
 

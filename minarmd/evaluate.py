@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .deprecated import warn
 from .kinds import DEFAULT_PROTOCOLS, PROTOCOL_NAMES, kind_of
 from .validation import check_int
 
@@ -131,7 +132,5 @@ def zero_shot(model, name: str, n: int, data_files=None, max_windows: int | None
 
 def model_kind(model) -> str:
     """Deprecated: ``kinds.kind_of(model).name``."""
-    import warnings
-    warnings.warn("evaluate.model_kind is deprecated: use minarmd.kinds.kind_of(model).name",
-                  DeprecationWarning, stacklevel=2)
+    warn("minarmd.evaluate.model_kind", "minarmd.kinds.kind_of(model).name")
     return kind_of(model).name

@@ -109,12 +109,17 @@ class ModelKind:
     def validation_protocol(self, cfg) -> str:
         return self.training_protocol(cfg) if self.training_protocol else self.protocols[0].name
 
+    def foreign(self, values: dict) -> tuple[list[str], "ModelKind | None"]:
+        """The sampler settings in ``values`` that belong to another kind and are set away from their
+        "unused" value, and the kind that owns the first of them (None when there are none)."""
+        names = [name for name, value in values.items()
+                 if name in _ALL_SETTINGS and name not in self.settings and value != _ALL_SETTINGS[name]]
+        return names, next((k for k in KINDS.values() if names and names[0] in k.settings), None)
+
     def fill(self, model, template: torch.Tensor, **kwargs):
         """``sampler``(model, template=template, **kwargs) after refusing other kinds' settings."""
-        foreign = [name for name, value in kwargs.items()
-                   if name in _ALL_SETTINGS and name not in self.settings and value != _ALL_SETTINGS[name]]
+        foreign, owner = self.foreign(kwargs)
         if foreign:
-            owner = next(k for k in KINDS.values() if foreign[0] in k.settings)
             names = " and ".join(foreign)
             raise ValueError(f"{names} {'is' if len(foreign) == 1 else 'are'} {owner.possessive} setting"
                              f"{'s' if len(foreign) > 1 else ''}; {self.how_it_samples}")

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from .checkpoint import load_model
-from .kinds import KINDS, kind_of
+from .kinds import kind_of
 from .textgen import generate_text
 
 # the CLI's flags for the kind-specific sampler settings (kinds.ModelKind.settings)
@@ -64,11 +64,11 @@ def run(args):
         raise ValueError(f"{args.ckpt} has no tokenizer (trained on synthetic token ids): it has no text to "
                          f"print; sample ids with minarmd.sampler.generate / sample_ar / sample_mdm instead")
     kind = kind_of(model)
-    for owner in KINDS.values():  # a flag of another kind's sampler, set away from its "unused" value
-        if owner is not kind and any(getattr(args, name, unused) != unused for name, unused in owner.settings.items()):
-            flags = " and ".join(FLAGS.get(name, "--" + name) for name in owner.settings)
-            raise ValueError(f"{flags} {'are' if len(owner.settings) > 1 else 'is'} {owner.possessive}; "
-                             f"{args.ckpt} is an {kind.label}")
+    _, owner = kind.foreign({name: getattr(args, name) for name in FLAGS})  # another kind's flag, set
+    if owner is not None:
+        flags = " and ".join(FLAGS.get(name, "--" + name) for name in owner.settings)
+        raise ValueError(f"{flags} {'are' if len(owner.settings) > 1 else 'is'} {owner.possessive}; "
+                         f"{args.ckpt} is an {kind.label}")
     out = generate_text(model, tok, prompt=args.prompt, suffix=args.suffix, max_new_tokens=args.max_new_tokens,
                         n=args.n, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         streams=args.streams, order=args.order, steps=args.steps, seed=args.seed,

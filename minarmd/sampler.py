@@ -55,7 +55,9 @@ from typing import Callable, Iterator
 import torch
 
 from .cache import ARMDCache, GPTCache
+from .deprecated import moved
 from .template import FREE, PAD, block_spans, call_slots, check_template, make_template, plan
+from .validation import check_int
 
 # FREE, PAD and make_template are the samplers' input vocabulary, re-exported from their home, template.py
 __all__ = ["FREE", "PAD", "Generation", "Step", "check_sampling", "draw", "generate", "generate_steps",
@@ -91,8 +93,8 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0 (1.0 = the model's distribution), "
                          f"got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
+    if top_k is not None:
+        check_int("top_k", top_k, hint=" or None")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be None or in (0, 1] (1 keeps every token), got {top_p!r}")
 
@@ -450,8 +452,7 @@ def _mdm_steps(model, n, batch, steps, template, temperature, top_k, top_p, gene
     check_template(template, model.cfg.vocab_size, model.cfg.max_len)
     B, N = template.shape
     steps = int((template == FREE).sum(dim=1).max()) if steps is None else steps
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_int("steps", steps)
     present = template != PAD  # (B, N)
     keys = None if bool(present.all()) else present.to(device)  # rows of different lengths: mask PAD keys
     x = torch.where(template == FREE, model.mask_id, template.clamp(min=0)).to(device)  # (B, N)
@@ -483,7 +484,5 @@ def _mdm_steps(model, n, batch, steps, template, temperature, top_k, top_p, gene
     _cut_at_stop(x, logprobs, template, stop_token)
     return Generation(x, order, revealed_at.gather(1, order), calls, logprobs)
 
-
-from .deprecated import moved  # noqa: E402
 
 __getattr__ = moved(__name__, {"fill": "minarmd.kinds:fill"})  # sampler.fill moved to kinds.fill

@@ -26,6 +26,7 @@ import torch
 from .kinds import fill
 from .sampler import FREE, Generation, Step
 from .template import stack_rows
+from .validation import check_int
 
 __all__ = ["TextSample", "TextGeneration", "generate_text"]
 
@@ -94,14 +95,12 @@ def generate_text(model, tokenizer, prompt: str | list[str] | None = None, suffi
             raise ValueError(f"prompt ({longest} tokens) + suffix ({len(suffix_ids)} tokens) leave no room for "
                              f"new tokens in the model's max_len={max_len}: shorten the prompt or suffix")
         max_new_tokens = room
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens)
     if longest + max_new_tokens + len(suffix_ids) > max_len:
         raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + suffix "
                          f"({len(suffix_ids)} tokens) = {longest + max_new_tokens + len(suffix_ids)} exceeds "
                          f"the model's max_len={max_len}: shorten the prompt or suffix, or lower max_new_tokens")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (samples per prompt) must be an integer >= 1, got {n!r}")
+    check_int("n (samples per prompt)", n)
     if stop is True:
         stop_token = getattr(tokenizer, "eot_token", None)
     elif stop is False or stop is None:

@@ -41,6 +41,7 @@ formula with P = all parameters (``nanogpt_flops_per_token``) counts ARMD like a
 from __future__ import annotations
 
 from .config import TransformerConfig
+from .deprecated import moved, warn
 from .validation import check_int as _check_int
 from .validation import check_number as _check_number
 
@@ -129,9 +130,7 @@ def _resolve(cfg, model: str | None, seq_len: int | None, vocab_size: int | None
 
 def network_config(cfg, vocab_size: int) -> TransformerConfig:
     """Deprecated: ``TrainConfig.network_config(vocab_size)`` (the kind's own recipe, ``kinds.py``)."""
-    import warnings
-    warnings.warn("throughput.network_config is deprecated; use cfg.network_config(vocab_size)",
-                  DeprecationWarning, stacklevel=2)
+    warn("minarmd.throughput.network_config", "cfg.network_config(vocab_size)")
     _check_int("vocab_size", vocab_size)
     return cfg.network_config(vocab_size)
 
@@ -217,7 +216,5 @@ __all__ = ["PEAKS", "transformer_param_count", "armd_param_count", "transformer_
            "armd_forward_flops", "param_count", "forward_flops", "flops_per_token",
            "nanogpt_flops_per_token", "mfu", "peak_flops", "tokens_per_step", "steps_for_tokens",
            "training_hours"]
-
-from .deprecated import moved  # noqa: E402
 
 __getattr__ = moved(__name__, {"MODELS": "minarmd.kinds:KINDS"})

@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from .validation import check_int
+
 __all__ = ["wikitext_detokenizer", "ptb_detokenizer", "lm1b_detokenizer", "lambada_detokenizer",
            "join_wikitext_articles", "ZeroShotSet", "ZERO_SHOT", "detokenize", "load_zero_shot"]
 
@@ -238,9 +240,8 @@ def load_zero_shot(name: str, data_files: str | os.PathLike | list[str] | None =
     ``max_documents`` keeps the first documents only; blank documents are dropped.
     """
     spec = _get_set(name)
-    if max_documents is not None and (not isinstance(max_documents, int) or isinstance(max_documents, bool)
-                                      or max_documents < 1):
-        raise ValueError(f"max_documents must be None or an integer >= 1, got {max_documents!r}")
+    if max_documents is not None:
+        check_int("max_documents", max_documents, hint=" or None")
     import datasets  # heavy (pyarrow, pandas): imported only when data is actually loaded
 
     if data_files is not None:
