@@ -3,7 +3,7 @@
 #
 #     bash benchmarks/gpu_check.sh [OUTDIR]        # default OUTDIR: ${OUT:-benchmarks/gpu_results}
 #
-# For one CUDA GPU (an H100 or H200); it ends within 8 minutes (480 s), in three steps:
+# For one CUDA GPU (an H100 or H200); it ends within 8 minutes (480 s), in four steps:
 #   1. the GPU's name, torch's version, the commit               (seconds)      -> OUTDIR/env.txt
 #   2. tests/test_gpu.py, test_backends.py, test_cache.py        (timeout 210 s) -> OUTDIR/tests.txt
 #      fast paths vs the dense-mask path, compiled vs eager, KV cache on CUDA, bf16 + compile
@@ -14,6 +14,10 @@
 #      its largest micro-batch (about 15 s). --budget (the timeout less 25 s) shortens the timed
 #      part where all four would not fit. The JSON is rewritten after every run, and on the
 #      timeout's SIGTERM the script still prints the report of the runs that finished.
+#   4. benchmarks/gpu_adapt.py --steps 40                        (timeout 110 s, reserved from step 3)
+#      GPT-2 small (pretrained where the hub is cached, else random) into an ARMD: the gpt2-small-adapt
+#      recipe's throughput and that its loss goes down -> OUTDIR/adapt.txt and OUTDIR/adapt.json;
+#      it says "skipped" where there is no GPU or no transformers
 # Exit status: the tests' if they failed (the benchmark runs anyway), else the benchmark's (124: timeout).
 set -u -o pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,11 +40,15 @@ timeout --kill-after=5 210 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" 
     tests/test_gpu.py tests/test_backends.py tests/test_cache.py 2>&1 | tee "$OUTDIR/tests.txt"
 tests_rc=$?
 
-left=$((470 - SECONDS))  # 470: 5 s of kill grace and 5 s of slack under 8 minutes
+left=$((470 - 110 - SECONDS))  # 470: 5 s of kill grace and 5 s of slack under 8 minutes; 110 s for step 4
 echo "== throughput benchmark (timeout $left s, budget $((left - 25)) s)"
 timeout --kill-after=5 "$left" "$PY" benchmarks/gpu_throughput.py --seconds 45 --find-batch \
     --budget $((left - 25)) --json "$OUTDIR/throughput.json" 2>&1 | tee "$OUTDIR/throughput.txt"
 bench_rc=$?
+
+echo "== GPT-2 into ARMD (timeout 110 s)"
+timeout --kill-after=5 105 "$PY" benchmarks/gpu_adapt.py --steps 40 --json "$OUTDIR/adapt.json" 2>&1 \
+    | tee "$OUTDIR/adapt.txt"
 
 echo "== done in $SECONDS s: tests exit $tests_rc, benchmark exit $bench_rc; files in $OUTDIR"
 if [ "$tests_rc" -ne 0 ]; then exit "$tests_rc"; fi

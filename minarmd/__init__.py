@@ -20,7 +20,8 @@ to it): the names below, and the ``__all__`` of every module named in ``PUBLIC_M
 One concept per module. The method: ``masking`` (forward process), ``permutation`` (orders and
 blocks), ``masks`` (M^c, M^sc: the one mask rule), ``attention`` (backends), ``layers`` (transformer
 block), ``two_stream`` (Eq. 6-7), ``model`` (ARMD), ``transformer`` (plain baseline), ``loss``; ``ar``
-and ``mdm`` (the baselines). Runs: ``kinds`` (the model kinds: everything that differs between
+and ``mdm`` (the baselines); ``adapt`` (a pretrained GPT, ours or GPT-2, turned into an ARMD:
+``ARMD.from_gpt``, ``ARMD.from_hf_gpt2``). Runs: ``kinds`` (the model kinds: everything that differs between
 ARMD, AR and MDM), ``train_config`` (TrainConfig, presets), ``training`` (the loop), ``optim``,
 ``metrics``, ``checkpoint`` (files, ``load_model``), ``distributed``, ``data``, ``tokenizer``,
 ``corpus``, ``synthetic``, ``openwebtext``, ``zeroshot``, ``evaluate``, ``throughput`` (FLOPs, MFU).
@@ -54,7 +55,7 @@ __version__ = "0.1.0"
 
 # modules whose ``__all__`` is public too (import them as modules: ``from minarmd import viz``)
 PUBLIC_MODULES = ("masking", "permutation", "masks", "attention", "layers", "two_stream", "model", "transformer",
-                  "loss", "ar", "mdm", "kinds", "train_config", "training", "optim", "metrics", "checkpoint",
+                  "loss", "ar", "mdm", "adapt", "kinds", "train_config", "training", "optim", "metrics", "checkpoint",
                   "distributed", "data", "tokenizer", "corpus", "synthetic", "openwebtext", "zeroshot",
                   "evaluate", "throughput", "cache", "template", "sampler", "textgen", "quality", "viz",
                   "widgets", "check", "config", "validation")

@@ -248,8 +248,12 @@ class ARMDCache:
             x = torch.cat([model.bos.expand(B, 1, -1), x], dim=1)
             pos_x, ids_x = torch.cat([zeros, pos_x], dim=1), torch.cat([zeros, bx.effective], dim=1)
             if valid_x is not None:
-                valid_x = torch.cat([torch.ones_like(valid_x[:, :1]), valid_x], dim=1)
+                valid_x = torch.cat([torch.ones(B, 1, dtype=valid_x.dtype, device=dev), valid_x], dim=1)  # BOS
         pos_g = query_pos + 1
+        if model.wpe is not None:  # learned positions (GPT-2): each content row at its own position
+            x = x + model.wpe(pos_x)
+            if valid_x is not None:
+                x = x * valid_x[..., None]  # PAD rows still add nothing to S
         n_x = x.shape[1]
         # "every query row sees every new content row" (M^sc between the highest content block and the
         # lowest query block): then S is updated before it is read, and (with one content block) no
@@ -271,6 +275,9 @@ class ARMDCache:
             weights = (pe_q @ pe_x.transpose(1, 2)) * block_mask(ids_q, ids_x, strict=True)  # (B, Kq, Kx)
             g = (pe_q @ self.state + weights @ x.to(self.state.dtype)).to(x.dtype)
             self.state = prefix.update(self.state, x, pos_x)
+
+        if model.wpe is not None:  # ... and each query row at its target's position
+            g = g + model.wpe(pos_g)
 
         # two-stream layers: [content rows; query rows] as one sequence, K/V appended from content
         # rows. Content rows see new content rows of blocks <= theirs (M^c), query rows those of
@@ -421,7 +428,7 @@ class GPTCache:
         if K > 1:  # AR = one token per block: M^c over the new rows is the lower triangle
             ids = torch.arange(K, device=dev)[None]  # (1, K)
             mask = _with_cache(block_mask(ids, ids, strict=False), None, self.length)
-        h = net.wte(tokens)  # (B, K, D)
+        h = net.embed(tokens, pos)  # (B, K, D)
         for block, cache in zip(net.blocks, self.caches):
             h = cached_block(block, h, pos, cache, mask)
         self.length += K

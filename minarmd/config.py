@@ -10,10 +10,17 @@ from dataclasses import asdict, dataclass
 
 from .validation import check_int
 
-__all__ = ["ATTN_BACKENDS", "QUERY_STREAM_INITS", "TransformerConfig", "ARMDConfig"]
+__all__ = ["ATTN_BACKENDS", "QUERY_STREAM_INITS", "POSITION_EMBEDDINGS", "ACTIVATIONS", "ARCHS",
+           "TransformerConfig", "ARMDConfig"]
 
 ATTN_BACKENDS = ("auto", "dense", "causal", "flex")
 QUERY_STREAM_INITS = ("prefix", "token")
+POSITION_EMBEDDINGS = ("rope", "learned")
+ACTIVATIONS = ("gelu", "gelu_tanh")
+# the two architectures a run can ask for (TrainConfig.arch): minarmd's own, and GPT-2's, whose weights
+# ``adapt.armd_from_hf_gpt2`` loads (learned absolute positions, biases, tanh-GELU, tied head)
+ARCHS = {"rope": {}, "gpt2": dict(position_embedding="learned", activation="gelu_tanh", bias=True,
+                                  tie_weights=True)}
 
 
 @dataclass(kw_only=True)
@@ -30,6 +37,11 @@ class TransformerConfig:
     tie_weights: bool = True  # the LM head reuses the token-embedding matrix, as in GPT-2
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * n_embd, as in GPT-2
     rope_base: float = 10000.0  # RoPE frequency base (RoFormer's value)
+    # "rope" rotates queries and keys by original positions; "learned" adds a (max_len + 1, D) table to
+    # the input instead (GPT-2; ARMD adds it to the content stream at each token's position and to the
+    # query stream at its target's position). max_len + 1 rows: ARMD's BOS takes position 0
+    position_embedding: str = "rope"
+    activation: str = "gelu"  # MLP nonlinearity: "gelu" (exact, erf) or "gelu_tanh" (GPT-2's approximation)
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -44,6 +56,11 @@ class TransformerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.rope_base > 1.0:
             raise ValueError(f"rope_base must be > 1, got {self.rope_base!r}")
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
+                             f"got {self.position_embedding!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
     @property
     def head_dim(self) -> int:

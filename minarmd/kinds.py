@@ -36,7 +36,7 @@ import torch
 
 from . import throughput
 from .ar import GPT, ar_loss
-from .config import ARMDConfig, TransformerConfig
+from .config import ARCHS, ARMDConfig, TransformerConfig
 from .loss import armd_loss
 from .masking import alpha_schedule, sample_mask_times
 from .mdm import MDM, mdm_loss, sample_t
@@ -82,6 +82,7 @@ class ModelKind:
     how_it_samples: str = ""  # one clause for messages: "the AR baseline generates left to right, ..."
     describe: Callable = lambda settings: ""  # (its settings' values) -> "S = 2, order l2r", for summaries
     orders: tuple = ()  # TrainConfig.order values it trains with (ARMD's ORDERS); () = order unused
+    adapts_from: tuple = ()  # kinds whose trained networks convert into this one (ARMD: "ar", adapt.py)
     training_protocol: Callable = None  # (train_cfg) -> the protocol a run validates with (None: the first)
     step_info: Callable = lambda cfg, step: {}  # (train_cfg, step) -> extra fields of a step's metrics
 
@@ -209,7 +210,7 @@ def fill(model, template: torch.Tensor, **kwargs):
 def _shape(cfg, vocab_size: int) -> dict:
     """The fields every kind's network shares, from a TrainConfig."""
     return dict(vocab_size=vocab_size, max_len=cfg.seq_len, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                n_embd=cfg.n_embd, dropout=cfg.dropout)
+                n_embd=cfg.n_embd, dropout=cfg.dropout, **ARCHS[getattr(cfg, "arch", "rope")])
 
 
 def _armd_config(cfg, vocab_size: int) -> ARMDConfig:
@@ -265,7 +266,7 @@ register_kind(ModelKind(
                Protocol("mask", "NELBO, T-step masking trajectories", _armd_protocol(_mask_order), uses_T=True)),
     sampler=generate, param_count=throughput.armd_param_count, forward_flops=throughput.armd_forward_flops,
     settings={"streams": 1, "order": "l2r"}, how_it_samples="ARMD takes one call per block (use streams)",
-    describe=lambda s: f"S = {s['streams']}, order {s['order']}", orders=ORDERS,
+    describe=lambda s: f"S = {s['streams']}, order {s['order']}", orders=ORDERS, adapts_from=("ar",),
     # a run trained on random or mask orders validates on them; otherwise the exact left-to-right NLL
     training_protocol=lambda cfg: cfg.order if cfg.order in ("mask", "random") else "l2r",
     step_info=lambda cfg, step: {"k": cfg.schedule.k(step)} if cfg.order == "progressive" else {}))

@@ -65,13 +65,21 @@ class Attention(nn.Module):
         self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused W_q, W_k, W_v
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # W_o
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base, cfg.max_len + 1)  # +1: ARMD's BOS
+        # +1: ARMD's BOS. None with learned absolute positions (GPT-2): they were added to the input
+        self.rope = (RotaryEmbedding(cfg.head_dim, cfg.rope_base, cfg.max_len + 1)
+                     if cfg.position_embedding == "rope" else None)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def _project(self, h: torch.Tensor, part: slice) -> torch.Tensor:
         bias = None if self.c_attn.bias is None else self.c_attn.bias[part]
         return F.linear(h, self.c_attn.weight[part], bias)
+
+    def _rotate(self, *xs: torch.Tensor, pos: torch.Tensor):
+        """RoPE, or nothing when positions were added to the input (learned position embeddings)."""
+        if self.rope is not None:
+            return self.rope(*xs, pos=pos)
+        return xs[0] if len(xs) == 1 else xs
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         B, M, _ = t.shape
@@ -80,16 +88,16 @@ class Attention(nn.Module):
     def qkv(self, h: torch.Tensor, pos: torch.Tensor):
         """Queries, keys and values of one (normalised) stream, RoPE applied: three (B, H, M, hd)."""
         q, k, v = self.c_attn(h).split(self.n_embd, dim=-1)
-        return *self.rope(self._heads(q), self._heads(k), pos=pos), self._heads(v)
+        return *self._rotate(self._heads(q), self._heads(k), pos=pos), self._heads(v)
 
     def kv(self, h: torch.Tensor, pos: torch.Tensor):
         """Keys and values only (used when this stream's own queries are not needed)."""
         k, v = self._project(h, slice(self.n_embd, 3 * self.n_embd)).split(self.n_embd, dim=-1)
-        return self.rope(self._heads(k), pos=pos), self._heads(v)
+        return self._rotate(self._heads(k), pos=pos), self._heads(v)
 
     def query(self, h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Queries only, with the same W_q (ARMD's query stream): (B, H, M, hd)."""
-        return self.rope(self._heads(self._project(h, slice(0, self.n_embd))), pos=pos)
+        return self._rotate(self._heads(self._project(h, slice(0, self.n_embd))), pos=pos)
 
     def attend(self, q, k, v, mask: AttentionMask) -> torch.Tensor:
         """Attention for prepared q, k, v, merged heads and output projection: (B, Mq, D)."""
@@ -105,9 +113,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"  # GPT-2's "gelu_new" is tanh
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

@@ -42,6 +42,8 @@ class ARMD(nn.Module):
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.bos = nn.Parameter(torch.zeros(cfg.n_embd))  # BOS embedding (not a vocabulary entry)
+        # learned absolute positions (GPT-2 architecture): rows 0..max_len, BOS at 0
+        self.wpe = nn.Embedding(cfg.max_len + 1, cfg.n_embd) if cfg.position_embedding == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.prefix = PrefixAggregation(cfg.max_len + 1, cfg.d_pe, cfg.pe_init_std)  # +1: BOS at 0
         self.two_stream = nn.ModuleList(TwoStreamLayer(cfg) for _ in range(cfg.n_two_stream))
@@ -91,12 +93,12 @@ class ARMD(nn.Module):
         mask_query = AttentionMask.from_blocks(blocks, blocks_x, strict=True, backend=backend)
         mask_stack = AttentionMask.from_blocks(blocks, blocks, strict=False, backend=backend)
 
-        e = self.wte(tokens) if embeddings is None else embeddings  # (B, M, D)
-        x = torch.cat([self.bos.expand(B, 1, -1), e], dim=1)  # (B, M+1, D)
-        x = self.drop(x)
+        x = self.drop(self._content_input(tokens, pos_x, embeddings))  # (B, M+1, D)
         if cfg.query_stream_init == "prefix":
             visible = None if backend == "causal" else block_mask(blocks, blocks_x, strict=True)
             g = self.prefix(x, pos_x, pos_g, visible)  # (B, M, D)
+            if self.wpe is not None:  # learned positions: each query at its target's position
+                g = g + self.wpe(pos_g)
         else:  # "token": the ordinary query built from x_n itself -- leaks x_n (teaching only)
             g = x[:, 1:]
         for i, layer in enumerate(self.two_stream):
@@ -106,6 +108,47 @@ class ARMD(nn.Module):
             g = block(g, pos_g, mask_stack)
         logits = self.lm_head(self.ln_f(g))  # (B, M, V)
         return (logits, g) if return_hidden else logits
+
+
+    def _content_input(self, tokens, pos_x, embeddings=None) -> torch.Tensor:
+        """X^0 (B, M+1, D): BOS, then the token embeddings (or ``embeddings``), plus learned positions if any."""
+        e = self.wte(tokens) if embeddings is None else embeddings  # (B, M, D)
+        x = torch.cat([self.bos.expand(tokens.shape[0], 1, -1), e], dim=1)  # (B, M+1, D)
+        return x if self.wpe is None else x + self.wpe(pos_x)
+
+    def content_states(self, tokens: torch.Tensor, pos: torch.Tensor, blocks: torch.Tensor | None = None) -> list:
+        """The content stream X^0 .. X^{L2s} under M^c, each (B, M+1, D) with BOS as row 0.
+
+        ``forward`` never needs X^{L2s} (the last two-stream layer's content update); it is computed here
+        so that a converted GPT can be compared layer by layer (``adapt.py``): X^l is what a causal
+        transformer with these weights computes for the same tokens listed in the same order.
+        """
+        if self.cfg.validate_inputs:
+            check_inputs(tokens, pos, blocks, self.cfg)
+        B, M = tokens.shape
+        singleton = is_singleton(blocks, self.cfg.attn_backend)
+        if blocks is None:
+            blocks = singleton_blocks(B, M, tokens.device)
+        zeros = torch.zeros(B, 1, dtype=torch.long, device=tokens.device)
+        pos_x, blocks_x = torch.cat([zeros, pos + 1], dim=1), torch.cat([zeros, blocks], dim=1)  # (B, M+1)
+        backend = resolve_backend(self.cfg.attn_backend, singleton, tokens.device, self.cfg.head_dim)
+        mask = AttentionMask.from_blocks(blocks_x, blocks_x, strict=False, backend=backend)
+        xs = [self.drop(self._content_input(tokens, pos_x))]
+        for layer in self.two_stream:
+            xs.append(Block.forward(layer, xs[-1], pos_x, mask))  # the content half of Eq. 7
+        return xs
+
+    @classmethod
+    def from_gpt(cls, gpt, **options) -> "ARMD":
+        """An ARMD whose content stream is this GPT baseline (``adapt.armd_from_gpt``; options there)."""
+        from .adapt import armd_from_gpt
+        return armd_from_gpt(gpt, **options)
+
+    @classmethod
+    def from_hf_gpt2(cls, model_or_name="gpt2", **options) -> "ARMD":
+        """An ARMD whose content stream is a Hugging Face GPT-2 (``adapt.armd_from_hf_gpt2``; options there)."""
+        from .adapt import armd_from_hf_gpt2
+        return armd_from_hf_gpt2(model_or_name, **options)
 
 
 def check_inputs(tokens, pos, blocks, cfg: ARMDConfig, singleton: bool | None = None) -> None:

@@ -59,14 +59,21 @@ def _layer_params(cfg) -> int:
 def transformer_param_count(cfg) -> int:
     """Parameters of a baseline (GPT, MDM) with this TransformerConfig: V + 1 embedding rows (BOS or [MASK])."""
     rows, d = cfg.vocab_size + 1, cfg.n_embd
-    return rows * d + cfg.n_layer * _layer_params(cfg) + (d + cfg.bias * d) + (0 if cfg.tie_weights else rows * d)
+    total = rows * d + cfg.n_layer * _layer_params(cfg) + (d + cfg.bias * d) + (0 if cfg.tie_weights else rows * d)
+    return total + _position_params(cfg)
 
 
 def armd_param_count(cfg) -> int:
     """Parameters of an ARMD with this ARMDConfig: V rows, plus the BOS embedding and the PE table."""
     V, d = cfg.vocab_size, cfg.n_embd
     total = V * d + cfg.n_layer * _layer_params(cfg) + (d + cfg.bias * d) + (0 if cfg.tie_weights else V * d)
+    total += _position_params(cfg)
     return total + d + (cfg.max_len + 1) * cfg.d_pe  # BOS embedding, PE table (BOS's position included)
+
+
+def _position_params(cfg) -> int:
+    """The learned absolute position table of the GPT-2 architecture (max_len + 1 rows), or 0 (RoPE)."""
+    return (cfg.max_len + 1) * cfg.n_embd if getattr(cfg, "position_embedding", "rope") == "learned" else 0
 
 
 def transformer_forward_flops(cfg, N: int) -> dict[str, int]:

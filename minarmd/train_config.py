@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .adapt import PE_INITS
+from .config import ARCHS
 from .kinds import KINDS, ORDERS, get_kind
 from .masking import alpha_schedule
 from .permutation import ProgressiveSchedule
@@ -38,6 +40,7 @@ class TrainConfig:
     d_pe: int = 64  # ARMD's prefix-aggregation width
     pe_init_std: float = 0.02  # ARMD's PE init std (0.125 = 1/sqrt(64) trains ~2x slower here)
     dropout: float = 0.0  # dropout everywhere (0: runs resume bit-exactly even on GPU)
+    arch: str = "rope"  # config.ARCHS: "rope" (minarmd's: RoPE, no biases) or "gpt2" (learned positions, biases, tanh-GELU)
     attn_backend: str = "auto"  # ARMD attention: "auto", "dense", "causal", "flex"
     # optimisation
     max_steps: int = 600  # optimiser steps in total (a resumed run continues up to this)
@@ -63,6 +66,11 @@ class TrainConfig:
     mask_T: int = 8  # mask: masking steps T of the trajectories (blocks of tied tokens)
     mask_schedule: str = "linear"  # mask: alpha_t schedule (masking.SCHEDULES)
     init_from: str | None = None  # start from this checkpoint's weights (SBP fine-tuning)
+    # adapting a pretrained GPT into an ARMD (adapt.py): the content stream takes its weights, PE is new
+    init_from_ar: str | None = None  # start an ARMD from this GPT-baseline checkpoint (--model ar run)
+    init_from_hf: str | None = None  # start an ARMD from Hugging Face GPT-2: "gpt2" or a local folder
+    adapt_pe_init: str = "neighbours"  # adapt.PE_INITS: "neighbours" (g^0 = the neighbours; d_pe > seq_len), "random"
+    freeze_pretrained: int = 0  # first steps in which only the new parameters (PE) train; copied ones wait
     # bookkeeping
     eval_every: int = 100  # steps between validation estimates (0: only at the end)
     eval_windows: int = 64  # validation windows per estimate
@@ -86,10 +94,35 @@ class TrainConfig:
         bad = [s for s in self.sbp_streams if s < 1 or self.seq_len % s]
         if self.order == "sbp" and (bad or not self.sbp_streams):
             raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {self.arch!r}")
+        self._check_adaptation()
         self.schedule  # builds (and so validates) the progressive schedule
         alpha_schedule(self.mask_schedule, self.mask_T)  # validates them
         if self.order == "progressive" and self.rho > self.seq_len:
             raise ValueError(f"rho={self.rho} exceeds seq_len={self.seq_len}; scale rho with seq_len")
+
+    def _check_adaptation(self) -> None:
+        sources = [f for f in ("init_from", "init_from_ar", "init_from_hf") if getattr(self, f)]
+        if len(sources) > 1:
+            raise ValueError(f"{' and '.join(sources)} are exclusive: a run starts from one set of weights")
+        if (self.init_from_ar or self.init_from_hf) and "ar" not in get_kind(self.model).adapts_from:
+            raise ValueError(f"init_from_ar / init_from_hf convert a GPT into an ARMD: use model='armd', "
+                             f"got {self.model!r} (a GPT run continues from a checkpoint with init_from)")
+        if self.init_from_hf and (self.arch != "gpt2" or self.tokenizer != "gpt2"):
+            raise ValueError(f"init_from_hf={self.init_from_hf!r} needs GPT-2's architecture and tokenizer: pass "
+                             f"--arch gpt2 --tokenizer gpt2 (got arch={self.arch!r}, tokenizer={self.tokenizer!r})")
+        if self.adapt_pe_init not in PE_INITS:
+            raise ValueError(f"adapt_pe_init must be one of {PE_INITS}, got {self.adapt_pe_init!r}")
+        if (self.init_from_ar or self.init_from_hf) and self.adapt_pe_init == "neighbours" \
+                and self.d_pe < self.seq_len + 1:
+            raise ValueError(f"adapt_pe_init='neighbours' needs d_pe >= seq_len + 1 = {self.seq_len + 1} (one "
+                             f"dimension per position): pass --d-pe {self.seq_len + 1}, or --adapt-pe-init random")
+        if not isinstance(self.freeze_pretrained, int) or self.freeze_pretrained < 0:
+            raise ValueError(f"freeze_pretrained must be an integer >= 0, got {self.freeze_pretrained!r}")
+        if self.freeze_pretrained and not (self.init_from_ar or self.init_from_hf):
+            raise ValueError("freeze_pretrained needs init_from_ar or init_from_hf: without a pretrained "
+                             "model there is nothing to freeze")
 
     @property
     def schedule(self) -> ProgressiveSchedule:
@@ -115,6 +148,10 @@ class TrainConfig:
 PRESETS = {
     # CPU, minutes: char-level Shakespeare, 0.8M parameters
     "tiny": {},
+    # CPU, 2-3 minutes: adapt a tiny GPT into an ARMD (--init-from-ar runs/gpt/ckpt.pt): the recipe measured in
+    # benchmarks/RESULTS.md §12 -- 300 steps, the tiny curriculum's fractions (left to right for the first third,
+    # rho reached at 3/4), warm-up 10 %, the "neighbours" PE init (d_pe = N + 1), no frozen phase (it hurt)
+    "tiny-adapt": dict(d_pe=129, max_steps=300, i_ar=100, i_perm=225, warmup=30),
     # CPU, tens of minutes: 4.8M parameters, N = 256
     "small-cpu": dict(n_layer=6, n_head=8, n_embd=256, seq_len=256, batch_size=16, lr=6e-4,
                       max_steps=3000, warmup=100, i_ar=1000, i_perm=2200, rho=8, eval_every=250,
@@ -125,6 +162,16 @@ PRESETS = {
                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
                        i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
                        ckpt_every=2000, bf16=True, compile=True),
+    # GPU: GPT-2 small (Hugging Face's 124M weights) adapted into an ARMD on OpenWebText (adapt.py). N = 1020:
+    # BOS takes GPT-2's position 0 (at most 1023 tokens) and 1020 splits into S = 1, 2, 4 SBP streams; PE is the
+    # "neighbours" table (d_pe = N + 1); lr 1e-4 with a short warm-up for pretrained weights; the curriculum
+    # of the small-scale recipe (left to right for the first 10 %, rho reached at 50 %) over 20K steps
+    # (~10B tokens, a third of DiffuGPT's adaptation). Needs transformers and the hub once.
+    "gpt2-small-adapt": dict(data="openwebtext", tokenizer="gpt2", arch="gpt2", init_from_hf="gpt2",
+                             n_layer=12, n_head=12, n_embd=768, seq_len=1020, d_pe=1021, batch_size=32,
+                             grad_accum=16, lr=1e-4, lr_decay="cosine", warmup=500, beta2=0.999,
+                             weight_decay=0.0, max_steps=20_000, i_ar=2000, i_perm=10_000, rho=32,
+                             eval_every=1000, eval_windows=256, ckpt_every=1000, bf16=True, compile=True),
     # GPU: the paper's medium model (24 layers, 1024 wide, 16 heads, L2s = 12, 355M parameters), same
     # recipe and global batch; micro-batch 16 x 32 accumulated (not yet run on a GPU: lower batch_size
     # and raise grad_accum if it runs out of memory)
@@ -136,7 +183,8 @@ PRESETS = {
 }
 
 # fields that fix the network's parameters (a checkpoint loads only into the same values)
-SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe")
+SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe",
+                "arch")
 
 # fields that may change when resuming; everything else must match the checkpoint
 RESUMABLE = {"max_steps", "out", "eval_every", "ckpt_every", "device", "compile", "data_dir", "eval_windows"}

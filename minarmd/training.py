@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import distributed
+from .adapt import freeze_pretrained, init_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_data
 from .evaluate import estimate
@@ -137,6 +138,8 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         records = read_metrics(metrics_path, start)
     elif cfg.init_from:
         _load_init(cfg, raw_model)
+    elif cfg.init_from_ar or cfg.init_from_hf:  # a GPT's weights in the content stream (adapt.py)
+        init_pretrained(cfg, raw_model)
     ema = EMA(raw_model, cfg.ema) if cfg.ema > 0 else None
     if ema is not None and ema_raw is not None:
         ema.state = {k: v.to(device) for k, v in ema_raw.items()}
@@ -194,6 +197,8 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
             t0 = time.perf_counter()
             total = _accumulate(cfg, kind, model, data, step, mine, ctx, device, autocast, data_gen, order_gen)
             in_update = True  # an interrupt from here on would leave a half-updated model
+            if step < cfg.freeze_pretrained:  # adaptation warm-up: only the new parameters move
+                freeze_pretrained(raw_model)
             norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -258,6 +263,8 @@ def finetune_sbp(init_from: str | Path, out: str | Path, max_steps: int = 400, s
                          f"needs an ARMD checkpoint (trained with model='armd')")
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in saved.items() if k in names}
+    # the weights come from init_from alone (an adapted ARMD's GPT source is history, kept in its checkpoint)
+    values.update(init_from_ar=None, init_from_hf=None, freeze_pretrained=0)
     values.update(order="sbp", init_from=str(init_from), out=str(out), max_steps=max_steps,
                   sbp_streams=tuple(streams), lr=lr, lr_decay="constant", warmup=min(20, max_steps))
     values.update(overrides)

@@ -2,10 +2,15 @@
 
 Timings are not asserted (the machine is shared and noisy): speed targets live in
 ``benchmarks/RESULTS.md``, measured by the full runs."""
+import json
+import math
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +126,17 @@ def test_gpu_throughput_batch_search_and_errors(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA was asked for"):
             gt.main(["--seconds", "1"])
+
+
+def test_gpu_adapt_smoke_on_cpu():
+    """``gpu_adapt.py --smoke``: a tiny random GPT-2 saved, loaded by init_from_hf, trained 3 steps."""
+    pytest.importorskip("transformers")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_adapt.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.splitlines()[0])
+    assert row["device"] == "cpu" and row["steps"] == 3 and row["params"] > 0
+    assert math.isfinite(row["loss_first3"]) and math.isfinite(row["tokens_per_s"])
+    skipped = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_adapt.py")], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert skipped.returncode == 0 and "skipped" in skipped.stdout

@@ -5,7 +5,7 @@ import torch
 from conftest import make_model
 from minarmd.ar import GPT
 from minarmd.cache import ARMDCache, GPTCache
-from minarmd.config import TransformerConfig
+from minarmd.config import ARCHS, TransformerConfig
 from minarmd.permutation import left_to_right, order_from_mask_times, random_order, strided_order
 
 N, V, TOL = 12, 13, 1e-10
@@ -57,9 +57,12 @@ def orders(B):
             "strided S=3": strided_order(N, 3, B), "mask trajectory T=4": order_from_mask_times(tau, 4)}
 
 
+# every test that builds the streams' inputs runs for both architectures: RoPE, and GPT-2's learned
+# positions (added to content rows at their own position, to query rows at their target's: cache.py)
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("name", ["left to right", "random", "strided S=3", "mask trajectory T=4"])
-def test_cached_decoding_reproduces_single_pass_logits(name):
-    model = sharp(make_model(max_len=N))
+def test_cached_decoding_reproduces_single_pass_logits(name, arch):
+    model = sharp(make_model(max_len=N, **ARCHS[arch]))
     B = 3
     x = torch.randint(0, V, (B, N), generator=torch.Generator().manual_seed(1))
     order, blocks = orders(B)[name]
@@ -97,9 +100,11 @@ def test_cache_refuses_to_predict_a_block_it_already_holds():
         cache.step(None, None, None, order[:, 2:4], [4, 3])
 
 
-def test_gpt_cache_reproduces_the_forward_pass():
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_gpt_cache_reproduces_the_forward_pass(arch):
     torch.manual_seed(0)
-    model = GPT(TransformerConfig(vocab_size=V, max_len=N, n_layer=2, n_head=2, n_embd=16)).double().eval()
+    model = GPT(TransformerConfig(vocab_size=V, max_len=N, n_layer=2, n_head=2, n_embd=16,
+                                  **ARCHS[arch])).double().eval()
     sharp(model)
     x = torch.randint(0, V, (2, N), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -187,11 +192,13 @@ def run_both(model, template, kwargs, seed=7):
     return runs
 
 
-@pytest.mark.parametrize("l2s", [1, 2, 3, 4])
+@pytest.mark.parametrize("arch_l2s", [("rope", 1), ("rope", 2), ("rope", 3), ("rope", 4), ("gpt2", 1), ("gpt2", 4)],
+                         ids=lambda a: f"{a[0]}-L2s{a[1]}")
 @pytest.mark.parametrize("plan_name", list(PLANS))
 @pytest.mark.parametrize("kind", list(templates()))
-def test_cached_generation_is_exact_for_every_template_order_and_split(kind, plan_name, l2s):
-    model = sharp(make_model(max_len=NG, n_two_stream=l2s))
+def test_cached_generation_is_exact_for_every_template_order_and_split(kind, plan_name, arch_l2s):
+    arch, l2s = arch_l2s
+    model = sharp(make_model(max_len=NG, n_two_stream=l2s, **ARCHS[arch]))
     template = templates()[kind]
     kwargs = _kwargs(plan_name, template)
     if kwargs is None:
@@ -298,9 +305,10 @@ def test_cache_checks_the_calls_it_is_given():
         ARMDCache(model, 2).step(None, None, None, order[:, :1] + N, [1])
 
 
-def test_ragged_calls_with_pad_entries_agree_with_the_full_pass():
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_ragged_calls_with_pad_entries_agree_with_the_full_pass(arch):
     # row 1 starts one call late: its entries of the first call are PAD, and stay masked afterwards
-    model = sharp(make_model(max_len=N))
+    model = sharp(make_model(max_len=N, **ARCHS[arch]))
     order, blocks = left_to_right(2, N)
     x = torch.randint(0, V, (2, N), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -15,7 +15,7 @@ from minarmd.check import MODULES, NOT_ATTEMPTED, PASSED, run
 from course import ROOT, load_solution, stub
 
 COLAB = "https://colab.research.google.com/github/minarmd/minarmd/blob/main/"
-NUMBERS = [f"{i:02d}" for i in range(8)]  # 00 overview .. 07 scaling up
+NUMBERS = [f"{i:02d}" for i in range(9)]  # 00 overview .. 08 from GPT to ARMD
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 MAX_BYTES = {"notebooks": 1_500_000, "exercises": 300_000}  # outputs included; figures at 80 dpi
@@ -43,14 +43,14 @@ def all_notebooks():
 
 
 def test_the_course_is_complete():
-    assert [p.name[:2] for p in NOTEBOOKS] == NUMBERS, "notebooks/ must hold 00..07, one each"
+    assert [p.name[:2] for p in NOTEBOOKS] == NUMBERS, "notebooks/ must hold 00..08, one each"
     names = {p.name for p in NOTEBOOKS}
     for ex in EXERCISES:  # every exercise notebook has its concept notebook, solution and checkers
         assert ex.name in names, f"{ex.name} has no notebook of the same name in notebooks/"
         assert (ROOT / "exercises" / "solutions" / f"{ex.stem}.py").exists(), f"{ex.stem}: no solution file"
         assert ex.name[:2] in MODULES, f"{ex.name}: no checker module in minarmd.check.MODULES"
         assert (ROOT / "tests" / f"test_exercises_{ex.name[:2]}.py").exists(), f"{ex.name}: no tests"
-    assert {ex.name[:2] for ex in EXERCISES} == set(NUMBERS[1:]), "every concept notebook 01..07 has exercises"
+    assert {ex.name[:2] for ex in EXERCISES} == set(NUMBERS[1:]), "every concept notebook 01..08 has exercises"
 
 
 @pytest.mark.parametrize("path", all_notebooks())

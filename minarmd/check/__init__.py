@@ -13,7 +13,7 @@ type, the wrong shape, the wrong dtype, then the wrong values (how many entries,
 the largest difference). ``run`` returns the same verdict as a ``Result`` without printing it;
 the tests call every checker on its solution (passes), on wrong answers (fails) and on the stub.
 
-The checkers live in one module per notebook (``ex01_forward.py`` ... ``ex07_scaling.py``) and
+The checkers live in one module per notebook (``ex01_forward.py`` ... ``ex08_adapt.py``) and
 register themselves with the ``exercise`` decorator. A checker raises ``CheckFailed`` with the
 message, or returns a short description of what it compared.
 """
@@ -27,7 +27,7 @@ import torch
 
 # Notebook number -> the module holding its checkers (imported on first use).
 MODULES = {"01": "ex01_forward", "02": "ex02_masks", "03": "ex03_causality", "04": "ex04_loss",
-           "05": "ex05_training", "06": "ex06_generation", "07": "ex07_scaling"}
+           "05": "ex05_training", "06": "ex06_generation", "07": "ex07_scaling", "08": "ex08_adapt"}
 
 EXERCISES: dict[str, tuple[str, Callable]] = {}  # "02.1" -> (title, checker)
 
