@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minarmd import throughput  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_train import peak_flops  # noqa: E402  (this GPU's bf16 peak, or None)
 from minarmd.train_config import TrainConfig  # noqa: E402
 from minarmd.training import train_model  # noqa: E402
 
@@ -74,12 +75,7 @@ def main() -> int:
     recs = [r for r in map(json.loads, open(work / "run" / "metrics.jsonl")) if "dt" in r]
     dts = [r["dt"] for r in recs][skip:] or [recs[-1]["dt"]]
     tok_s = cfg.batch_size * cfg.seq_len / statistics.median(dts)
-    peak = None
-    if torch.cuda.is_available():
-        try:
-            peak = throughput.peak_flops(torch.cuda.get_device_name())
-        except ValueError:
-            pass
+    peak = peak_flops()
     flops = 6 * summary["num_params"] + 12 * cfg.n_layer * cfg.n_embd * cfg.seq_len
     first, last = statistics.fmean(r["loss"] for r in recs[:3]), statistics.fmean(r["loss"] for r in recs[-3:])
     row = {"source": what, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

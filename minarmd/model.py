@@ -85,10 +85,7 @@ class ARMD(nn.Module):
             blocks = singleton_blocks(B, M, tokens.device)
         backend = resolve_backend(cfg.attn_backend, singleton, tokens.device, cfg.head_dim)
 
-        zeros = torch.zeros(B, 1, dtype=torch.long, device=tokens.device)
-        pos_g = pos + 1  # (B, M) internal positions of the real tokens (BOS is 0)
-        pos_x = torch.cat([zeros, pos_g], dim=1)  # (B, M+1)
-        blocks_x = torch.cat([zeros, blocks], dim=1)  # (B, M+1): BOS is block 0
+        pos_g, pos_x, blocks_x = _with_bos(pos, blocks)
         mask_content = AttentionMask.from_blocks(blocks_x, blocks_x, strict=False, backend=backend)
         mask_query = AttentionMask.from_blocks(blocks, blocks_x, strict=True, backend=backend)
         mask_stack = AttentionMask.from_blocks(blocks, blocks, strict=False, backend=backend)
@@ -129,8 +126,7 @@ class ARMD(nn.Module):
         singleton = is_singleton(blocks, self.cfg.attn_backend)
         if blocks is None:
             blocks = singleton_blocks(B, M, tokens.device)
-        zeros = torch.zeros(B, 1, dtype=torch.long, device=tokens.device)
-        pos_x, blocks_x = torch.cat([zeros, pos + 1], dim=1), torch.cat([zeros, blocks], dim=1)  # (B, M+1)
+        _, pos_x, blocks_x = _with_bos(pos, blocks)
         backend = resolve_backend(self.cfg.attn_backend, singleton, tokens.device, self.cfg.head_dim)
         mask = AttentionMask.from_blocks(blocks_x, blocks_x, strict=False, backend=backend)
         xs = [self.drop(self._content_input(tokens, pos_x))]
@@ -149,6 +145,14 @@ class ARMD(nn.Module):
         """An ARMD whose content stream is a Hugging Face GPT-2 (``adapt.armd_from_hf_gpt2``; options there)."""
         from .adapt import armd_from_hf_gpt2
         return armd_from_hf_gpt2(model_or_name, **options)
+
+
+def _with_bos(pos: torch.Tensor, blocks: torch.Tensor):
+    """Internal positions of the real tokens (B, M), and positions and blocks with BOS first (B, M+1):
+    a real token at original position p sits at p + 1; BOS is position 0, block 0."""
+    zeros = torch.zeros(pos.shape[0], 1, dtype=torch.long, device=pos.device)
+    pos_g = pos + 1
+    return pos_g, torch.cat([zeros, pos_g], dim=1), torch.cat([zeros, blocks], dim=1)
 
 
 def check_inputs(tokens, pos, blocks, cfg: ARMDConfig, singleton: bool | None = None) -> None:

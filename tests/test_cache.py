@@ -192,8 +192,7 @@ def run_both(model, template, kwargs, seed=7):
     return runs
 
 
-@pytest.mark.parametrize("arch_l2s", [("rope", 1), ("rope", 2), ("rope", 3), ("rope", 4), ("gpt2", 1), ("gpt2", 4)],
-                         ids=lambda a: f"{a[0]}-L2s{a[1]}")
+@pytest.mark.parametrize("arch_l2s", [(a, l2s) for a in ARCHS for l2s in (1, 2, 3, 4)], ids=lambda a: f"{a[0]}-L2s{a[1]}")
 @pytest.mark.parametrize("plan_name", list(PLANS))
 @pytest.mark.parametrize("kind", list(templates()))
 def test_cached_generation_is_exact_for_every_template_order_and_split(kind, plan_name, arch_l2s):
@@ -229,8 +228,9 @@ def test_cached_generation_is_exact_for_every_template_order_and_split(kind, pla
 DTYPE_TOL = {torch.float32: 1e-5, torch.bfloat16: 0.1}
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("dtype", list(DTYPE_TOL), ids=["float32", "bfloat16"])
-def test_cached_generation_agrees_with_the_full_pass_in_lower_precision(dtype):
+def test_cached_generation_agrees_with_the_full_pass_in_lower_precision(dtype, arch):
     worst = 0.0
     for kind, template in templates().items():
         for plan_name in PLANS:
@@ -238,7 +238,7 @@ def test_cached_generation_agrees_with_the_full_pass_in_lower_precision(dtype):
             if kwargs is None:
                 continue
             for l2s in (1, 2, 4):
-                model = sharp(make_model(max_len=NG, n_two_stream=l2s)).to(dtype)
+                model = sharp(make_model(max_len=NG, n_two_stream=l2s, **ARCHS[arch])).to(dtype)
                 steps = []
                 out = generate(model, template=template, generator=torch.Generator().manual_seed(7),
                                callback=steps.append, **kwargs)
