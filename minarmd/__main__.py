@@ -27,6 +27,8 @@ from .evaluate import evaluate
 from .sampler import FREE, generate
 from .textgen import generate_text
 from .checkpoint import load_model
+from .cli import run_cli
+from .validation import check_int
 from .train_config import TrainConfig
 from .training import train_model
 
@@ -38,12 +40,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-windows", type=int, default=64, help="validation windows of 128 characters")
     parser.add_argument("--sample-len", type=int, default=128, help="characters per sample")
-    args = parser.parse_args(argv)
+    return run_cli(parser, argv, _run)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    check_int("--sample-len", args.sample_len, minimum=3)
+    if args.sample_len > TrainConfig().seq_len:  # before minutes of training, not after
+        raise ValueError(f"--sample-len {args.sample_len} exceeds the tiny model's {TrainConfig().seq_len} positions: "
+                         f"pass --sample-len {TrainConfig().seq_len} or less")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print("1. Training a tiny ARMD (preset 'tiny', character-level Shakespeare, embedded; CPU)")
+    # the tiny preset's 50 warm-up steps, fewer for a shorter run (a warm-up longer than the run is refused)
+    warmup = min(TrainConfig().warmup, max(args.max_steps, 0))
     cfg = TrainConfig.from_preset("tiny", model="armd", data="shakespeare", max_steps=args.max_steps,
-                                  out=args.out, seed=args.seed, eval_every=0)
+                                  out=args.out, seed=args.seed, eval_every=0, eval_windows=args.eval_windows,
+                                  warmup=warmup)
     summary = train_model(cfg, overwrite=True)
     print(f"   {summary['num_params'] / 1e6:.2f}M parameters, {cfg.max_steps} steps in "
           f"{summary['train_time_s']:.0f} s ({summary['tokens_per_s']:.0f} tokens/s); "

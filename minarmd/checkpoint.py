@@ -16,7 +16,19 @@ write-then-rename recipe instead:
 
 At every instant ``path`` is therefore either the previous complete checkpoint or the new one. A
 kill during step 1 or 2 leaves a stale ``<path>.tmp``, which the next save simply overwrites. Only
-one process may save to a given path at a time (in multi-process training: rank 0).
+one process may save to a given path at a time (in multi-process training: rank 0; two runs on one
+directory are stopped by ``runlock.RunLock``).
+
+Three more promises. **Ctrl-C during a write finishes the write** (it takes seconds), then raises
+``KeyboardInterrupt``: a half-written checkpoint is never the price of an interrupt. **A full disk**
+is one ``CheckpointError`` naming the file, the space it needs and the space free, and saying that
+the previous checkpoint is intact. **Non-finite weights are never written**: the entries named in
+``finite_keys`` (training passes its weights) must hold only finite floats.
+
+**Integrity on load.** ``torch.save`` writes a zip archive with a CRC-32 of every record, which
+``torch.load`` does not check: a file with flipped bytes (a bad disk, a broken copy) would load,
+with wrong numbers. ``load_checkpoint`` verifies every CRC first (``zipfile.testzip``, about
+1.5 GB/s), so such a file is refused with the record that fails.
 
 ``load_checkpoint`` turns every way of failing into a ``CheckpointError`` that names the file and
 the fix: no file, a truncated or garbage file, or a file that is not a minarmd checkpoint.
@@ -34,8 +46,14 @@ tokenizer), the network rebuilt by its kind's recipe (``kinds.py``), EMA weights
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import signal
+import sys
+import threading
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +63,8 @@ from .kinds import get_kind
 from .tokenizer import tokenizer_from_state
 from .train_config import TrainConfig
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
-           "load_model"]
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "non_finite_entries", "load_checkpoint", "rng_state",
+           "set_rng_state", "load_model"]
 
 FORMAT = "minarmd-checkpoint-v1"
 
@@ -77,10 +95,62 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+def _tensors(obj):
+    """Every tensor inside nested dicts / lists / tuples."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def non_finite_entries(state: dict) -> list[str]:
+    """Names of the floating-point tensors of a (state-dict-like) mapping that hold a NaN or an Inf."""
+    return [name for name, t in state.items() if isinstance(t, torch.Tensor) and t.is_floating_point()
+            and not bool(torch.isfinite(t).all())]
+
+
+@contextmanager
+def _finish_before_interrupt():
+    """Hold a Ctrl-C until the block ends, then raise it: a checkpoint write is never cut short.
+    (Signals reach only the main thread; elsewhere the block runs unprotected.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+
+    def hold(signum, frame):
+        if not pending:
+            print("\nCtrl-C: finishing the checkpoint write first ...", file=sys.stderr, flush=True)
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether an error (or one it was raised while handling: torch wraps the OSError) is a full disk."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, finite_keys: tuple[str, ...] = ()) -> None:
     """Atomically write ``state`` (a dict with str keys) to ``path``, creating parent directories.
 
     The file holds ``{"format": FORMAT, **state}``; ``load_checkpoint`` returns ``state`` again.
+    ``state[k]`` for k in ``finite_keys`` (state dicts, or None) must hold only finite floats: a
+    NaN or Inf there raises ``CheckpointError`` before anything is written.
     """
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise ValueError(f"state must be a dict with str keys, got {type(state).__name__}")
@@ -88,20 +158,34 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         raise ValueError("state must not have a 'format' key: save_checkpoint adds it to mark the file "
                          "as a minarmd checkpoint; rename your key")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()  # Python's buffer -> OS
-            os.fsync(f.fileno())  # OS cache -> disk, before the rename makes the file visible
-        os.replace(tmp, path)
-    except BaseException:
-        # an ordinary error (disk full, unpicklable object) or Ctrl-C: leave no half-written tmp
-        # behind; the previous checkpoint at `path` is untouched either way
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with _finish_before_interrupt():  # a Ctrl-C from here on waits for the file to be complete
+        for key in finite_keys:
+            bad = non_finite_entries(state[key] or {})
+            if bad:
+                raise CheckpointError(f"not writing {path}: state[{key!r}] holds NaN or Inf values (in "
+                                      f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the previous "
+                                      f"checkpoint is kept")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save({"format": FORMAT, **state}, f)
+                f.flush()  # Python's buffer -> OS
+                os.fsync(f.fileno())  # OS cache -> disk, before the rename makes the file visible
+            os.replace(tmp, path)
+        except BaseException as err:
+            # an ordinary error (disk full, unpicklable object): leave no half-written tmp behind; the
+            # previous checkpoint at `path` is untouched either way
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, Exception) and _disk_full(err):
+                needed = sum(t.numel() * t.element_size() for t in _tensors(state)) / 2**20
+                free = shutil.disk_usage(path.parent).free / 2**20
+                intact = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint existed"
+                raise CheckpointError(f"disk full: could not write {path} (needs about {needed:.0f} MB, {free:.0f} "
+                                      f"MB free); {intact}. Free some space (or choose another --out), then "
+                                      f"--resume") from None
+            raise
+        _fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
@@ -113,8 +197,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: train without --resume first to create one, "
-                              f"or check the path")
+        raise CheckpointError(f"no checkpoint at {path}: check the path (a training run writes "
+                              f"OUT/ckpt.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path {path} is not a file (a directory?): give the checkpoint "
                               f"file itself")
@@ -126,6 +210,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     # messages (EOFError, "failed finding central directory", ...) out of the user's way.
     if not zipfile.is_zipfile(path):
         raise CheckpointError(corrupt)
+    try:  # torch.load does not check the records' CRCs: flipped bytes would load as wrong numbers
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()  # the first record whose CRC fails, or None
+    except Exception as err:  # a damaged header or directory entry
+        raise CheckpointError(corrupt) from err
+    if broken is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: record {broken!r} fails its CRC check (its bytes "
+                              f"changed after it was written: a disk or copy error). Delete it and resume from "
+                              f"a copy or an earlier checkpoint, or train from scratch")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as err:
@@ -176,6 +269,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def load_model(path: str | os.PathLike, use_ema: bool = True, device: str = "cpu"):
     """(model, TrainConfig, tokenizer or None) from a training checkpoint; EMA weights when it has them."""
     ckpt = load_checkpoint(path)
+    missing = [k for k in ("config", "vocab_size", "model") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is a minarmd checkpoint but not a training run's (it has no "
+                              f"{', '.join(repr(k) for k in missing)}): load_model reads what train_model "
+                              f"writes; open other checkpoints with load_checkpoint")
     cfg = TrainConfig(**ckpt["config"])
     model = get_kind(cfg.model).build(cfg, ckpt["vocab_size"])
     state = ckpt["ema"] if use_ema and ckpt.get("ema") else ckpt["model"]

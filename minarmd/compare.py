@@ -26,6 +26,7 @@ from .loss import armd_loss, t_pass_loss
 from .masking import alpha_schedule, masking_probs, sample_mask_times
 from .permutation import order_from_mask_times
 from .checkpoint import load_model
+from .cli import run_cli
 from .train_config import TrainConfig
 from .training import train_model
 
@@ -114,7 +115,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--draws", type=int, default=8, help="Monte Carlo draws for the NELBO protocols")
     parser.add_argument("--T", type=int, default=8, help="masking steps of the 'mask' protocol")
     parser.add_argument("--out", default="runs/compare")
-    args = parser.parse_args(argv)
+    return run_cli(parser, argv, _run)
+
+
+def _run(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / args.experiment
     common = dict(eval_windows=args.eval_windows, draws=args.draws, T=args.T)
     rows = []

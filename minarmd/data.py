@@ -25,7 +25,10 @@ Datasets (``DATASETS``):
   ``true_nll(n)`` its exact window NLL;
 * ``"copy"`` — ``CopyTask`` sequences, generated fresh for every batch (no stream), n even;
 * ``"openwebtext"`` — ``train.bin`` / ``val.bin`` from ``data_dir`` (``python -m minarmd.openwebtext
-  --out DIR``), GPT-2 BPE, read as memmaps (only the sampled windows are loaded).
+  --out DIR``), GPT-2 BPE, read as memmaps (only the sampled windows are loaded). The folder is
+  checked against its manifest ``meta.json`` first (``openwebtext.py`` explains the rule), and every
+  window read from a memmap is checked to hold ids < ``vocab_size`` (only the B x n values read):
+  a bad file is a ``ValueError`` naming it (``TokenData.files``), not an IndexError inside a model.
 
 Encoded corpora and the Markov streams are cached per process (``functools.lru_cache``): repeated
 ``load_data`` calls share the same tensors, so do not modify ``train`` / ``val`` in place.
@@ -67,6 +70,7 @@ class TokenData:
     chars_per_token: float | None = None  # validation characters per token (bits/char); None when no text
     kind: str = "synthetic"  # "verse" | "prose" | "code" | "synthetic"
     source: object = field(repr=False, compare=False, default=None)  # the MarkovSource / CopyTask, if any
+    files: dict | None = field(repr=False, compare=False, default=None)  # split -> path of its .bin, for errors
 
     def _stream(self, split: str) -> torch.Tensor | np.memmap:
         if split not in SPLITS:
@@ -79,6 +83,20 @@ class TokenData:
             raise ValueError(f"n={n} is longer than the {self.name!r} stream ({len(stream)} tokens): "
                              f"use a shorter window or a larger dataset")
 
+    def _from_memmap(self, split: str, ids: np.ndarray) -> torch.Tensor:
+        """int64 tensor of ids read from a file, refused if one is outside the vocabulary: a file nobody
+        checked value by value, and an id >= vocab_size would be an IndexError deep inside the model."""
+        if ids.size and int(ids.max()) >= self.vocab_size:
+            path = (self.files or {}).get(split)
+            where, fix = f"the {split} stream of {self.name!r}", ""
+            if path:
+                from .openwebtext import _rerun
+
+                where, fix = path, f"; {_rerun(Path(path).parent)}"
+            raise ValueError(f"{where} holds token id {int(ids.max())}, outside the vocabulary "
+                             f"0..{self.vocab_size - 1}: the file is corrupt or from another tokenizer{fix}")
+        return torch.from_numpy(ids.astype(np.int64))
+
     def batch(self, split: str, batch_size: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n) int64 windows at uniform random offsets of ``split`` (fresh sequences for copy), on the CPU."""
         stream = self._stream(split)
@@ -90,7 +108,7 @@ class TokenData:
         if isinstance(stream, torch.Tensor):
             return stream[offsets[:, None] + torch.arange(n)].long()  # (B, n)
         # memmap: read only the B windows (contiguous slices are the cheapest reads)
-        return torch.from_numpy(np.stack([stream[o:o + n] for o in offsets.tolist()]).astype(np.int64))
+        return self._from_memmap(split, np.stack([stream[o:o + n] for o in offsets.tolist()]))
 
     def eval_windows(self, n: int, max_windows: int | None = None) -> torch.Tensor:
         """(W, n) int64: the first W consecutive non-overlapping windows of the validation stream.
@@ -107,7 +125,7 @@ class TokenData:
         count = len(self.val) // n if max_windows is None else min(len(self.val) // n, max_windows)
         if isinstance(self.val, torch.Tensor):
             return self.val[:count * n].long().reshape(count, n)  # (W, n)
-        return torch.from_numpy(np.asarray(self.val[:count * n]).astype(np.int64)).reshape(count, n)
+        return self._from_memmap("val", np.asarray(self.val[:count * n])).reshape(count, n)
 
     def __repr__(self) -> str:
         size = lambda s: "generated" if s is None else f"{len(s):,} tokens"  # noqa: E731
@@ -152,12 +170,12 @@ def _openwebtext(tokenizer: str, data_dir: str | None) -> TokenData:
         raise ValueError(f"openwebtext is stored as GPT-2 BPE ids: pass tokenizer='gpt2', got {tokenizer!r}")
     if data_dir is None:
         raise ValueError(f"openwebtext needs data_dir=, the folder made by `{PREPARE_HINT}`")
-    train, val = load_bin(Path(data_dir) / "train.bin"), load_bin(Path(data_dir) / "val.bin")
-    meta = read_meta(data_dir) or {}
-    split = meta.get("splits", {}).get("val")
-    chars_per_token = (split["chars"] + 2 * (split["documents"] - 1)) / split["tokens"] if split else None
+    files = {split: str(Path(data_dir) / f"{split}.bin") for split in SPLITS}
+    train, val = load_bin(files["train"]), load_bin(files["val"])  # each checked against the manifest
+    split = read_meta(data_dir)["splits"]["val"]
+    chars_per_token = (split["chars"] + 2 * (split["documents"] - 1)) / split["tokens"]
     return TokenData("openwebtext", GPT2Tokenizer(), GPT2Tokenizer.vocab_size, train, val, None,
-                     chars_per_token, "prose")
+                     chars_per_token, "prose", files=files)
 
 
 def load_data(name: str, tokenizer: str = "char", data_dir: str | None = None, n: int | None = None) -> TokenData:

@@ -28,6 +28,7 @@ import torch
 
 from .deprecated import warn
 from .kinds import DEFAULT_PROTOCOLS, PROTOCOL_NAMES, kind_of
+from .masking import SCHEDULES
 from .validation import check_int
 
 __all__ = ["Estimate", "estimate", "evaluate", "zero_shot", "DEFAULT_PROTOCOLS", "PROTOCOL_NAMES"]
@@ -84,6 +85,11 @@ def estimate(model, windows: torch.Tensor, protocol: str, draws: int = 8, T: int
         raise ValueError(f"windows must be a non-empty (W, N) int64 tensor, got {tuple(windows.shape)} "
                          f"{windows.dtype}")
     check_int("draws", draws)
+    check_int("batch_size", batch_size)
+    if proto.uses_T:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        check_int("T", T)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)  # CPU generator: same draws on every device
     was_training = model.training
@@ -98,6 +104,10 @@ def estimate(model, windows: torch.Tensor, protocol: str, draws: int = 8, T: int
         means = _per_draw_means(loss_fn, windows, draws, batch_size, device)
     finally:
         model.train(was_training)
+    if not all(math.isfinite(m) for m in means):
+        raise ValueError(f"the model's {protocol!r} loss is not finite ({means}): its outputs hold NaN or Inf, so "
+                         f"its weights are probably broken (a diverged run?); check the checkpoint, e.g. with "
+                         f"minarmd.checkpoint.non_finite_entries(model.state_dict())")
     return Estimate.from_draws(protocol, means, detail)
 
 

@@ -71,15 +71,18 @@ def armd_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor 
     return nll if per_token else nll.mean()
 
 
-def t_pass_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor,
+def t_pass_loss(model, x: torch.Tensor, order: torch.Tensor, blocks: torch.Tensor | None = None,
                 per_token: bool = False) -> torch.Tensor:
     """Reference: one forward call per block b, fed only the tokens of blocks <= b, scoring block b.
+    ``blocks=None`` means singleton blocks, as in ``armd_loss`` (N calls per row).
 
     Like an MDM step, each call also holds block b's own tokens, so agreement with ``armd_loss``
     proves that later blocks do not leak into earlier predictions; that a token cannot see itself
     or its block-mates is a separate property (``tests/test_model.py``, strict causality).
     """
     check_loss_inputs(x, order, blocks)
+    if blocks is None:  # singleton blocks: block n (ids from 1; 0 is BOS's) holds the n-th generated token
+        blocks = torch.arange(1, x.shape[1] + 1, device=x.device).expand_as(x)
     tokens = x.gather(1, order)  # (B, N) in generation order
     rows = []
     for row in range(x.shape[0]):

@@ -13,9 +13,31 @@ Validation split (``val_protocol``):
   fraction, ``round(N * 100_000 / 8_013_769)`` documents (1.25 %), at least one.
 
 Writes are atomic: each split goes to ``<split>.bin.tmp``, is flushed and fsynced, then renamed with
-``os.replace``; ``meta.json`` (token/document/character counts, the source and protocol) is written
-last, so its presence means both ``.bin`` files are complete. A second call with the same source
-finds a matching ``meta.json`` and returns at once; a stale ``.tmp`` of an interrupted run is overwritten.
+``os.replace``; a stale ``.tmp`` of an interrupted run is overwritten, so re-running an interrupted
+preparation gives byte-identical files. ``meta.json``, the **manifest**, is written last: its presence
+means both ``.bin`` files are complete. A second call with the same source finds a matching manifest
+whose files pass the checks below and returns at once.
+
+The manifest vouches for the files. Per split it records the token count, byte size, documents,
+characters, the largest token id, the file's ``mtime_ns``, the sha256 of the whole file (computed
+while writing it) and the sha256 of its first and last MiB; and the tokenizer (``"gpt2"``), the
+vocabulary size (50257) and the layout's version (``_FORMAT``). Loading (``load_bin``, ``read_meta``,
+``load_data("openwebtext")``) refuses a folder without a manifest, with a manifest that is corrupt,
+incomplete or of another version, and every ``.bin`` that differs from it:
+
+* its size must be 2 bytes x the recorded tokens (a cut or an appended file);
+* the recorded largest id must be < 50257 (ids a GPT-2 model cannot embed);
+* the sha256 of its first and last MiB must match, at every load: cheap, and it catches in practice
+  a same-size replacement whose mtime was preserved;
+* the sha256 of the whole file is recomputed only when its ``mtime_ns`` differs from the recorded one
+  (a copy or a replacement): hashing 17 GB at every training start would take minutes. A copy that
+  passes has its new mtime recorded in the manifest, so only its first load pays (best effort: a
+  read-only folder re-verifies each time). What this cannot see: an edit in the middle of a file
+  whose mtime was then set back.
+
+Any mismatch is a ``ValueError`` naming the file, what differs and the fix: re-run
+``python -m minarmd.openwebtext --out DIR`` (it redoes whatever does not pass). The samplers of
+``data.TokenData`` also check the ids of each window they read from a ``.bin`` (B x n values).
 
     python -m minarmd.openwebtext --out data/owt                       # the real thing: ~17 GB on disk
     python -m minarmd.openwebtext --out data/mine --data-files a.txt b.txt  # one file = one document
@@ -26,11 +48,16 @@ Datasets >= 4 no longer run loading scripts; if the hub copy of OpenWebText stil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from .cli import run_cli
+from .validation import check_int
 
 __all__ = ["OWT_DOCUMENTS", "MDLM_VAL_DOCUMENTS", "NANOGPT_TEST_SIZE", "NANOGPT_SEED", "VAL_PROTOCOLS", "EOT",
            "PREPARE_HINT", "prepare", "load_bin", "read_meta", "main"]
@@ -42,7 +69,11 @@ NANOGPT_SEED = 2357  # nanoGPT: seed of its shuffled split
 VAL_PROTOCOLS = ("nanogpt", "mdlm")
 EOT = 50256  # GPT-2's <|endoftext|>, appended after every document
 PREPARE_HINT = "python -m minarmd.openwebtext --out DIR"
-_FORMAT = "minarmd-bin/1"  # bump when the layout changes, so old directories are re-prepared
+_VOCAB = EOT + 1  # GPT-2's ids are 0..50256
+_SPLITS = ("train", "val")
+_FORMAT = "minarmd-bin/2"  # bump when the layout or the manifest changes, so old directories are re-prepared
+_EDGE = 1 << 20  # bytes hashed at each end of a .bin at every load (the cheap digest)
+_CHUNK = 16 << 20  # read size of the full digest: a 17 GB file never sits in memory
 
 
 def _encode_batch(batch: dict) -> dict:
@@ -55,30 +86,46 @@ def _encode_batch(batch: dict) -> dict:
 
 
 def _source(dataset: str, data_files, revision, val_protocol: str, max_documents) -> dict:
-    """What identifies a prepared directory: a matching meta.json means nothing needs redoing."""
+    """What identifies a prepared directory's input: a manifest with the same source needs no redoing."""
     files = None
     if data_files is not None:
         files = []
         for f in ([data_files] if isinstance(data_files, (str, Path)) else list(data_files)):
-            st = Path(f).stat()  # FileNotFoundError names a missing file
+            if not Path(f).is_file():
+                raise ValueError(f"data_files: {f} not found (give existing text files, one document each)")
+            st = Path(f).stat()
             files.append({"path": str(Path(f).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
-    return {"format": _FORMAT, "dataset": "text" if files else dataset, "data_files": files,
-            "revision": revision, "val_protocol": val_protocol, "max_documents": max_documents,
-            "tokenizer": "gpt2", "eot_token": EOT, "dtype": "uint16"}
+    return {"dataset": "text" if files else dataset, "data_files": files, "revision": revision,
+            "val_protocol": val_protocol, "max_documents": max_documents}
 
 
-def _is_prepared(out: Path, source: dict) -> bool:
-    try:
-        meta = json.loads((out / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if meta.get("source") != source:
-        return False
-    splits = meta.get("splits", {})
-    if set(splits) != {"train", "val"}:
-        return False
-    return all((out / f"{s}.bin").is_file() and (out / f"{s}.bin").stat().st_size == 2 * splits[s]["tokens"]
-               for s in splits)
+# --- the manifest: what meta.json records, and the checks that loading makes against it -------------
+
+_SPLIT_INTS = {"tokens": 1, "bytes": 2, "documents": 1, "chars": 0, "max_id": 0, "mtime_ns": 0}  # minimums
+_SPLIT_DIGESTS = ("sha256", "edges_sha256")
+
+
+def _rerun(folder: Path) -> str:
+    return f"re-run `{PREPARE_HINT}` (DIR = {folder}, with the options it was prepared with)"
+
+
+def _edges_digest(path: Path, size: int) -> str:
+    """sha256 of the first and last _EDGE bytes of a file (of all of it when it is shorter)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(_EDGE))
+        f.seek(max(size - _EDGE, 0))
+        digest.update(f.read(_EDGE))
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a whole file, read in _CHUNK pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -91,26 +138,134 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _write_meta(out: Path, meta: dict) -> None:
+    """Write meta.json atomically (a per-process .tmp: the ranks of one job may refresh it together)."""
+    tmp = out / f"meta.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    _fsync(tmp)
+    os.replace(tmp, out / "meta.json")
+    _fsync(out)
+
+
+def read_meta(data_dir: str | os.PathLike) -> dict:
+    """The manifest (meta.json) of a prepared directory, its structure checked; a ValueError naming it if
+    it is missing, corrupt, incomplete or of another format."""
+    folder = Path(data_dir)
+    path = folder / "meta.json"
+    if not path.is_file():
+        why = ("a .tmp is there: the preparation was interrupted" if any(folder.glob("*.tmp"))
+               else "the folder was not made by prepare, or its preparation did not finish")
+        raise ValueError(f"{path} not found: without the manifest the .bin files in {folder} cannot be "
+                         f"trusted ({why}); {_rerun(folder)}")
+
+    def corrupt(what: str) -> ValueError:
+        return ValueError(f"{path} is corrupt or incomplete: {what}; {_rerun(folder)}")
+
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as err:  # bad JSON or bad UTF-8
+        raise corrupt(f"not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise corrupt(f"a JSON object was expected, got {type(meta).__name__}")
+    source = meta.get("source")
+    found = meta.get("format", source.get("format") if isinstance(source, dict) else None)  # v1: in "source"
+    if found != _FORMAT:
+        raise ValueError(f"{path} has format {found!r}, this version reads {_FORMAT!r} (an older minarmd "
+                         f"wrote it, or it is corrupt); {_rerun(folder)}")
+    for key, want in (("tokenizer", "gpt2"), ("vocab_size", _VOCAB), ("eot_token", EOT), ("dtype", "uint16")):
+        if meta.get(key) != want:
+            raise corrupt(f"{key} must be {want!r}, got {meta.get(key)!r}")
+    splits = meta.get("splits")
+    if not isinstance(splits, dict) or sorted(splits) != sorted(_SPLITS):
+        raise corrupt(f"splits must be an object with the keys {_SPLITS}, got "
+                      f"{sorted(splits) if isinstance(splits, dict) else splits!r}")
+    for name, entry in splits.items():
+        if not isinstance(entry, dict):
+            raise corrupt(f"splits.{name} must be an object, got {entry!r}")
+        for key, minimum in _SPLIT_INTS.items():
+            try:
+                check_int(f"splits.{name}.{key}", entry.get(key), minimum)
+            except ValueError as err:
+                raise corrupt(str(err)) from None
+        for key in _SPLIT_DIGESTS:
+            value = entry.get(key)
+            if not (isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")):
+                raise corrupt(f"splits.{name}.{key} must be a sha256 hex digest, got {value!r}")
+        if entry["bytes"] != 2 * entry["tokens"]:
+            raise corrupt(f"splits.{name} records {entry['bytes']} bytes for {entry['tokens']} uint16 tokens")
+    return meta
+
+
+def _verify(path: Path, meta: dict) -> None:
+    """Check a .bin against its manifest entry (the rule in the module docstring): a ValueError if it differs."""
+    folder = path.parent
+    entry = meta["splits"].get(path.stem) if path.suffix == ".bin" else None
+    if entry is None:
+        raise ValueError(f"{folder / 'meta.json'} has no entry for {path.name} (only {_SPLITS[0]}.bin and "
+                         f"{_SPLITS[1]}.bin are prepared)")
+
+    def differs(what: str) -> ValueError:
+        return ValueError(f"{path} {what}: the file changed after preparation (replaced, cut or corrupted); "
+                          f"{_rerun(folder)}")
+
+    st = path.stat()
+    if st.st_size != entry["bytes"]:
+        raise differs(f"has {st.st_size:,} bytes but meta.json records {entry['bytes']:,} "
+                      f"({entry['tokens']:,} uint16 tokens)")
+    if entry["max_id"] >= meta["vocab_size"]:
+        raise ValueError(f"{path} holds token ids up to {entry['max_id']} (meta.json), outside GPT-2's "
+                         f"vocabulary 0..{meta['vocab_size'] - 1}; {_rerun(folder)}")
+    if _edges_digest(path, st.st_size) != entry["edges_sha256"]:
+        raise differs("differs from meta.json in its first or last MiB (sha256)")
+    if st.st_mtime_ns == entry["mtime_ns"]:
+        return
+    print(f"{path}: its mtime differs from meta.json's (a copy?): checking the sha256 of the whole file",
+          file=sys.stderr)
+    if _file_digest(path) != entry["sha256"]:
+        raise differs("has another sha256 than meta.json records (and another mtime)")
+    entry["mtime_ns"] = st.st_mtime_ns  # the same bytes: record the copy's mtime, so the next load is cheap
+    try:
+        _write_meta(folder, meta)
+    except OSError:  # a read-only folder: verify in full again next time
+        pass
+
+
+def _is_prepared(out: Path, source: dict) -> bool:
+    try:
+        meta = read_meta(out)
+        if meta["source"] != source:
+            return False
+        for split in _SPLITS:
+            _verify(out / f"{split}.bin", meta)
+    except (OSError, ValueError):  # no manifest, a missing file, or a file that differs: redo
+        return False
+    return True
+
+
 def _write_split(dset, path: Path, desc: str) -> dict:
-    """Write one tokenised split to ``path`` atomically; returns its counts."""
+    """Write one tokenised split to ``path`` atomically; returns its manifest entry."""
     from tqdm import tqdm  # tqdm reads TQDM_DISABLE (and other TQDM_*) from the environment
 
     counts = dset.with_format("numpy", columns=["len", "chars"])[:]  # one Arrow read, not a Python loop
     tokens, chars = int(counts["len"].sum(dtype=np.int64)), int(counts["chars"].sum(dtype=np.int64))
     tmp = path.with_name(path.name + ".tmp")
     arr = np.memmap(tmp, dtype=np.uint16, mode="w+", shape=(tokens,))  # mode w+ overwrites a stale .tmp
-    shards, pos = min(1024, len(dset)), 0
+    shards, pos, digest, max_id = min(1024, len(dset)), 0, hashlib.sha256(), 0
     for i in tqdm(range(shards), desc=desc):
         batch = dset.shard(num_shards=shards, index=i, contiguous=True).with_format("numpy")[:]["ids"]
         ids = np.concatenate(list(batch))  # rows may come as one 2-D array when lengths are equal
         arr[pos:pos + len(ids)] = ids
+        digest.update(arr[pos:pos + len(ids)])  # the stored bytes in file order: the whole file's sha256
+        max_id = max(max_id, int(ids.max()))
         pos += len(ids)
     assert pos == tokens, (pos, tokens)
     arr.flush()
     del arr
     _fsync(tmp)
     os.replace(tmp, path)
-    return {"tokens": tokens, "documents": len(dset), "chars": chars}
+    return {"tokens": tokens, "bytes": 2 * tokens, "documents": len(dset), "chars": chars, "max_id": max_id,
+            "mtime_ns": path.stat().st_mtime_ns, "sha256": digest.hexdigest(),
+            "edges_sha256": _edges_digest(path, 2 * tokens)}
 
 
 def _split(ds, val_protocol: str):
@@ -167,7 +322,7 @@ def prepare(out_dir: str | os.PathLike, dataset: str = "Skylion007/openwebtext",
     source = _source(dataset, data_files, revision, val_protocol, max_documents)
     if _is_prepared(out, source):
         print(f"{out}: already prepared ({out / 'meta.json'} matches); delete it to re-prepare")
-        return json.loads((out / "meta.json").read_text())
+        return read_meta(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # from here on the old .bin files are not vouched for
 
@@ -181,40 +336,29 @@ def prepare(out_dir: str | os.PathLike, dataset: str = "Skylion007/openwebtext",
         dset = dset.map(_encode_batch, batched=True, remove_columns=dset.column_names, num_proc=workers,
                         desc=f"tokenising {name}")
         splits[name] = _write_split(dset, out / f"{name}.bin", desc=f"writing {name}.bin")
-    meta = {"source": source, "splits": splits}
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    _fsync(tmp)
-    os.replace(tmp, out / "meta.json")
-    _fsync(out)
+    meta = {"format": _FORMAT, "tokenizer": "gpt2", "vocab_size": _VOCAB, "eot_token": EOT, "dtype": "uint16",
+            "source": source, "splits": splits}
+    _write_meta(out, meta)  # last: its presence vouches for both .bin files
     return meta
 
 
 def load_bin(path: str | os.PathLike) -> np.memmap:
-    """Open a prepared ``.bin`` as a read-only (N,) uint16 memmap, checking it against meta.json."""
+    """Open a prepared ``.bin`` as a read-only (N,) uint16 memmap, after checking it against meta.json."""
     path = Path(path)
     if not path.is_file():
-        interrupted = path.with_name(path.name + ".tmp").exists()
-        extra = " (a .tmp is there: the preparation was interrupted)" if interrupted else ""
-        raise FileNotFoundError(f"{path} not found{extra}: prepare it with `{PREPARE_HINT}` "
-                                f"(DIR = {path.parent})")
-    size = path.stat().st_size
-    if size == 0 or size % 2:
-        raise ValueError(f"{path} has {size} bytes, not a positive whole number of uint16 tokens: it is "
-                         f"truncated or corrupt; delete {path.parent / 'meta.json'} and re-run `{PREPARE_HINT}`")
-    meta_path = path.parent / "meta.json"
-    if meta_path.is_file():
-        split = json.loads(meta_path.read_text()).get("splits", {}).get(path.stem)
-        if split is not None and 2 * split["tokens"] != size:
-            raise ValueError(f"{path} holds {size // 2} tokens but {meta_path} says {split['tokens']}: "
-                             f"the file changed after preparation; delete meta.json and re-run `{PREPARE_HINT}`")
+        tmp = path.with_name(path.name + ".tmp")
+        why = (f" ({tmp.name} is there: the preparation was interrupted)" if tmp.exists()
+               else "" if path.parent.is_dir() else " (the folder does not exist)")
+        raise ValueError(f"{path} not found{why}; {_rerun(path.parent)}")
+    _verify(path, read_meta(path.parent))
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
-def read_meta(data_dir: str | os.PathLike) -> dict | None:
-    """The meta.json of a prepared directory, or None when there is none."""
-    meta_path = Path(data_dir) / "meta.json"
-    return json.loads(meta_path.read_text()) if meta_path.is_file() else None
+def _run(a: argparse.Namespace) -> None:
+    meta = prepare(a.out, a.dataset, a.data_files, a.val_protocol, a.num_proc, a.max_documents, a.revision,
+                   a.cache_dir)
+    for name, s in meta["splits"].items():
+        print(f"{name}: {s['documents']:,} documents, {s['tokens']:,} tokens")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,11 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-documents", type=int, default=None, help="keep only the first documents")
     p.add_argument("--revision", default=None, help="hub revision, e.g. refs/convert/parquet")
     p.add_argument("--cache-dir", default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
-    a = p.parse_args(argv)
-    meta = prepare(a.out, a.dataset, a.data_files, a.val_protocol, a.num_proc, a.max_documents, a.revision,
-                   a.cache_dir)
-    for name, s in meta["splits"].items():
-        print(f"{name}: {s['documents']:,} documents, {s['tokens']:,} tokens")
+    run_cli(p, argv, _run)  # a user error: one `error:` line, exit status 2
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ exit status 2 (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
 from .checkpoint import load_model
+from .cli import run_cli
 from .kinds import kind_of
 from .textgen import generate_text
 
@@ -46,14 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, OSError) as err:  # user errors: bad flags, files, prompts (bugs raise others)
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return run_cli(build_parser(), argv, run)  # user errors: one ``error:`` line, exit status 2
 
 
 def run(args):

@@ -5,8 +5,8 @@
     torchrun --nproc_per_node 8 -m minarmd.train --preset gpt2-small --out runs/owt   # DDP
 
 Every ``TrainConfig`` field is a flag (``--max-steps`` for ``max_steps``); flags left out keep the
-preset's value. A bad flag, data set or checkpoint is one ``error: ...`` line. The summary is
-printed as JSON at the end.
+preset's value. A bad flag, data set or checkpoint is one ``error: ...`` line and exit status 2
+(``cli.py``; ``--debug`` shows the traceback). The summary is printed as JSON at the end.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import json
 from dataclasses import fields
 
 from . import train_config, training
+from .cli import run_cli
 from .deprecated import moved
 
 
@@ -39,15 +40,13 @@ def _arg_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = vars(_arg_parser().parse_args(argv))
-    resume, overwrite = args.pop("resume"), args.pop("overwrite")
-    try:
-        cfg = train_config.TrainConfig.from_preset(args.pop("preset") or "tiny", **args)
-        summary = training.train_model(cfg, resume=resume, overwrite=overwrite)
-    except ValueError as err:  # bad flags, data or checkpoints: the message says what to do
-        raise SystemExit(f"error: {err}")
-    except KeyboardInterrupt:
-        raise SystemExit(130)
+    return run_cli(_arg_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    values = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite", "debug")}
+    cfg = train_config.TrainConfig.from_preset(values.pop("preset") or "tiny", **values)
+    summary = training.train_model(cfg, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -9,14 +9,15 @@ ARMD's training orders are defined in ``kinds.py``; the loop that uses this conf
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from .adapt import PE_INITS
-from .config import ARCHS
+from .config import ARCHS, ATTN_BACKENDS
+from .data import DATASETS
 from .kinds import KINDS, ORDERS, get_kind
 from .masking import alpha_schedule
 from .permutation import ProgressiveSchedule
-from .validation import check_int
 
 __all__ = ["TrainConfig", "PRESETS", "SHAPE_FIELDS", "RESUMABLE"]
 
@@ -74,33 +75,60 @@ class TrainConfig:
     # bookkeeping
     eval_every: int = 100  # steps between validation estimates (0: only at the end)
     eval_windows: int = 64  # validation windows per estimate
-    ckpt_every: int = 200  # steps between checkpoints (also written at the end and on Ctrl-C)
+    ckpt_every: int = 200  # steps between checkpoints (0: only at the end and on Ctrl-C, which always save)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
     bf16: bool = False  # bf16 autocast (CUDA only)
     compile: bool = False  # torch.compile the model (CUDA; slow first step on CPU)
 
     def __post_init__(self):
+        self._check_types()
         choices = {"model": tuple(KINDS), "order": ORDERS, "lr_decay": ("cosine", "constant"),
-                   "device": ("auto", "cpu", "cuda")}
+                   "device": ("auto", "cpu", "cuda"), "data": DATASETS, "tokenizer": ("char", "gpt2"),
+                   "arch": tuple(ARCHS), "attn_backend": ATTN_BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("max_steps", "batch_size", "grad_accum", "seq_len"):
-            check_int(name, getattr(self, name))
-        if not self.lr > 0 or not 0 <= self.ema < 1 or self.warmup < 0:
-            raise ValueError(f"need lr > 0, 0 <= ema < 1 and warmup >= 0; got lr={self.lr}, "
-                             f"ema={self.ema}, warmup={self.warmup}")
-        self.sbp_streams = tuple(self.sbp_streams)
+        for name, low, high, brackets in _RANGES:
+            value = getattr(self, name)
+            above = value >= low if brackets[0] == "[" else value > low
+            below = high is None or (value <= high if brackets[1] == "]" else value < high)
+            if not (above and below):
+                wanted = f"{'>=' if brackets[0] == '[' else '>'} {low}" if high is None else f"in {brackets[0]}{low}, {high}{brackets[1]}"
+                raise ValueError(f"{name} must be {wanted}{_HINTS.get(name, '')}, got {value!r}")
+        for name in ("out", "preset", "data_dir", "init_from", "init_from_ar", "init_from_hf"):
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                raise ValueError(f"{name} must not be empty{' (the run directory)' if name == 'out' else ''}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.i_perm < self.i_ar:
+            raise ValueError(f"i_perm={self.i_perm} must be >= i_ar={self.i_ar}: shuffling starts at i_ar and "
+                             f"reaches rho at i_perm")
         bad = [s for s in self.sbp_streams if s < 1 or self.seq_len % s]
         if self.order == "sbp" and (bad or not self.sbp_streams):
             raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {self.arch!r}")
         self._check_adaptation()
         self.schedule  # builds (and so validates) the progressive schedule
         alpha_schedule(self.mask_schedule, self.mask_T)  # validates them
         if self.order == "progressive" and self.rho > self.seq_len:
             raise ValueError(f"rho={self.rho} exceeds seq_len={self.seq_len}; scale rho with seq_len")
+        get_kind(self.model).network_config(self, 2)  # the shape checks (any vocabulary will do)
+
+    def _check_types(self) -> None:
+        """Every field has its annotated type (an int where an int is due, never a bool; floats finite)."""
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), _TYPES[f.type]
+            if f.type.startswith("tuple") and isinstance(value, list):
+                value = tuple(value)
+                setattr(self, f.name, value)
+            ok = (value is None and "None" in f.type) or (
+                isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed))
+            if ok and isinstance(value, float):
+                ok = math.isfinite(value)
+            if ok and isinstance(value, tuple):
+                ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            if not ok:
+                raise ValueError(f"{f.name} must be {_TYPE_WORDS[f.type]}, got {value!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
+                setattr(self, f.name, float(value))  # lr=1 from Python means 1.0
 
     def _check_adaptation(self) -> None:
         sources = [f for f in ("init_from", "init_from_ar", "init_from_hf") if getattr(self, f)]
@@ -118,8 +146,6 @@ class TrainConfig:
                 and self.d_pe < self.seq_len + 1:
             raise ValueError(f"adapt_pe_init='neighbours' needs d_pe >= seq_len + 1 = {self.seq_len + 1} (one "
                              f"dimension per position): pass --d-pe {self.seq_len + 1}, or --adapt-pe-init random")
-        if not isinstance(self.freeze_pretrained, int) or self.freeze_pretrained < 0:
-            raise ValueError(f"freeze_pretrained must be an integer >= 0, got {self.freeze_pretrained!r}")
         if self.freeze_pretrained and not (self.init_from_ar or self.init_from_hf):
             raise ValueError("freeze_pretrained needs init_from_ar or init_from_hf: without a pretrained "
                              "model there is nothing to freeze")
@@ -181,6 +207,23 @@ PRESETS = {
                         i_ar=9000, i_perm=48_000, rho=32, eval_every=5000, eval_windows=256,
                         ckpt_every=2000, bf16=True, compile=True),
 }
+
+_TYPES = {"str": (str,), "str | None": (str,), "int": (int,), "int | None": (int,), "float": (float, int),
+          "bool": (bool,), "tuple[int, ...]": (tuple,)}
+_TYPE_WORDS = {"str": "a string", "str | None": "a string or None", "int": "an integer", "int | None":
+               "an integer or None", "float": "a finite number", "bool": "True or False",
+               "tuple[int, ...]": "a tuple of integers"}
+# (field, low, high or None for no bound, "[)"-style brackets): every number's range, checked in one place
+_RANGES = [(name, 1, None, "[") for name in (
+    "n_layer", "n_head", "n_embd", "d_pe", "max_steps", "batch_size", "grad_accum", "seq_len", "mask_T",
+    "eval_windows")] + [(name, 0, None, "[") for name in (
+    "seed", "warmup", "i_ar", "i_perm", "rho", "eval_every", "ckpt_every", "freeze_pretrained", "weight_decay",
+    "grad_clip")] + [
+    ("lr", 0, None, "("), ("pe_init_std", 0, None, "("), ("dropout", 0, 1, "[)"), ("min_lr_frac", 0, 1, "[]"),
+    ("beta1", 0, 1, "[)"), ("beta2", 0, 1, "[)"), ("ema", 0, 1, "[)")]
+_HINTS = {"grad_clip": " (0 switches clipping off)", "eval_every": " (0: evaluate only at the end)",
+          "ckpt_every": " (0: save only at the end and on Ctrl-C)", "min_lr_frac": " (a fraction of lr)",
+          "ema": " (0 switches the EMA off)"}
 
 # fields that fix the network's parameters (a checkpoint loads only into the same values)
 SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe",

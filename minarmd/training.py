@@ -17,10 +17,19 @@ gradient accumulation, bf16 autocast and ``torch.compile`` on CUDA; DDP under ``
 optimiser, EMA, step, every random generator) is written atomically to ``out/ckpt.pt``, so
 ``resume=True`` continues exactly: on the CPU the losses after resuming equal those of an
 uninterrupted run. Metrics go to ``out/metrics.jsonl`` and ``out/loss.png`` (``metrics.py``).
+
+What can go wrong stops early and says so: every setting is checked before anything is written
+(``TrainConfig``, then ``_preflight``); a second run on the same ``out`` stops naming the first
+(``runlock.py``); a NaN or Inf loss or gradient norm stops the run *before* that step's update
+(``NonFiniteError``: the step, the last finite loss and what to try), so the weights are never
+non-finite and the last checkpoint stays the latest good one. We stop rather than skip the step:
+a skipped step would silently break the equality of resumed and uninterrupted runs, and a run whose
+loss blew up once usually does so again.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -37,10 +46,11 @@ from .evaluate import estimate
 from .kinds import get_kind, training_loss
 from .metrics import read_metrics, save_loss_plot
 from .optim import EMA, learning_rate, make_optimizer
+from .runlock import RunLock
 from .throughput import flops_per_token, peak_flops
 from .train_config import RESUMABLE, SHAPE_FIELDS, TrainConfig
 
-__all__ = ["train_model", "finetune_sbp"]
+__all__ = ["train_model", "finetune_sbp", "NonFiniteError"]
 
 
 def _check_resumable(cfg: TrainConfig, ckpt: dict, out: Path) -> None:
@@ -85,6 +95,9 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, model, optimizer, *gens) -> tupl
     Returns (the step it stopped after, the EMA's raw float32 state or None)."""
     ckpt = load_checkpoint(ckpt_path)
     _check_resumable(cfg, ckpt, ckpt_path.parent)
+    if cfg.max_steps < ckpt["step"]:
+        raise ValueError(f"--resume --max-steps {cfg.max_steps}: the run in {ckpt_path.parent} has already done "
+                         f"{ckpt['step']} steps; pass --max-steps above {ckpt['step']} to continue it")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     for gen, state in zip(gens, ckpt["generators"]):
@@ -112,9 +125,68 @@ def _accumulate(cfg: TrainConfig, kind, model, data, step: int, mine, ctx, devic
     return distributed.sum_over_ranks(total, ctx)  # the mean loss over the global batch
 
 
+class NonFiniteError(ValueError):
+    """Training met a NaN or Inf loss or gradient norm and stopped before the update (the message says why)."""
+
+
+def _non_finite(cfg: TrainConfig, step: int, loss: float, norm: float, records: list, saved, ckpt_path) -> NonFiniteError:
+    """The error that stops a run whose loss or gradient norm is NaN or Inf, with what to do."""
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {norm} (loss {loss:.4f})"
+    finite = [r for r in records if "loss" in r and math.isfinite(r["loss"])]
+    before = f"the last finite loss was {finite[-1]['loss']:.4f} at step {finite[-1]['step']}" if finite \
+        else "no step had finished before"
+    kept = f"{ckpt_path} still holds step {saved}" if saved is not None else "No checkpoint was written"
+    hints = [f"lower --lr (now {cfg.lr:g})"] + ([] if cfg.grad_clip else ["enable clipping with --grad-clip 1.0"])
+    return NonFiniteError(f"training stopped at step {step + 1} before its update: {what}; {before}. {kept}. "
+                          f"Try: {' or '.join(hints)}, and start again"
+                          f"{' (or --resume from that checkpoint)' if saved is not None else ''}")
+
+
+def _preflight(cfg: TrainConfig, resume: bool) -> None:
+    """The checks a run needs beyond its config's own (``TrainConfig`` checks every field): the
+    machine, the files it names, and how its settings fit together. Nothing has been written yet."""
+    if cfg.warmup > cfg.max_steps:
+        raise ValueError(f"warmup={cfg.warmup} exceeds max_steps={cfg.max_steps}: the learning rate would never "
+                         f"reach lr; pass --warmup {cfg.max_steps} or fewer (or more --max-steps)")
+    if cfg.attn_backend == "flex" and distributed.resolve_device(cfg.device).type != "cuda":
+        raise ValueError("attn_backend='flex' needs a CUDA GPU for training (FlexAttention has no CPU backward "
+                         "in PyTorch); pass --attn-backend auto on this machine")
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory: choose a directory for the run")
+    if resume and not (out / "ckpt.pt").is_file():
+        raise ValueError(f"--resume: there is no checkpoint {out / 'ckpt.pt'} to continue; start the run "
+                         f"without --resume (or check --out)")
+    hints = {"init_from": "give a training run's OUT/ckpt.pt",
+             "init_from_ar": "train the GPT first (python -m minarmd.train --model ar ...) and give its ckpt.pt"}
+    for name, hint in hints.items():
+        path = getattr(cfg, name)
+        if path and not Path(path).is_file():
+            raise ValueError(f"--{name.replace('_', '-')} {path}: no such file; {hint}")
+
+
 def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, on_step=None) -> dict:
     """Run (or resume) training; returns a summary dict. ``on_step(step, record)`` is called after
-    every optimiser step (notebooks use it for live plots; tests use it to interrupt)."""
+    every optimiser step (notebooks use it for live plots; tests use it to interrupt).
+
+    Bad settings fail before anything is written (``TrainConfig``'s checks, then ``_preflight``).
+    One run at a time may use a directory (``runlock.RunLock``: a second one stops at once, naming
+    the first). A NaN or Inf loss or gradient norm stops the run before the update with
+    ``NonFiniteError``; the last checkpoint (from a finite step) stays the latest.
+    """
+    _preflight(cfg, resume)
+    ctx = distributed.setup(cfg.device, cfg.grad_accum, cfg.bf16)  # torchrun's process group (if any), device
+    lock = RunLock(cfg.out).acquire() if ctx.main else None  # rank 0 alone writes the run directory
+    try:
+        if lock is not None and lock.stale_note():
+            print(lock.stale_note())
+        return _train(cfg, ctx, resume, overwrite, on_step)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, ctx, resume: bool, overwrite: bool, on_step) -> dict:
     from tqdm.auto import tqdm
 
     out = Path(cfg.out)
@@ -122,7 +194,6 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     if not resume and ckpt_path.exists() and not overwrite:
         raise ValueError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                          f"or choose another --out (or overwrite=True)")
-    ctx = distributed.setup(cfg.device, cfg.grad_accum, cfg.bf16)  # torchrun's process group (if any), device
     device, mine = ctx.device, distributed.micro_batches(cfg.grad_accum, ctx)
 
     kind = get_kind(cfg.model)
@@ -155,13 +226,24 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
             f.writelines(json.dumps(r) + "\n" for r in records)
     log = open(metrics_path, "a") if ctx.main else None
 
+    saved = [start if resume else None]  # the step ckpt.pt holds
+
     def checkpoint(step: int, gen_states, rng_state) -> None:
+        try:
+            _save(step, gen_states, rng_state)
+        except KeyboardInterrupt:  # save_checkpoint holds a Ctrl-C until the file is complete
+            saved[0] = step
+            raise
+        saved[0] = step
+
+    def _save(step: int, gen_states, rng_state) -> None:
         save_checkpoint(ckpt_path, {
             "config": asdict(cfg), "step": step, "vocab_size": data.vocab_size,
             "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "ema": ema.state_dict_for(raw_model) if ema else None,
             "ema_raw": ema.state if ema else None,
-            "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state})
+            "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state},
+            finite_keys=("model", "ema"))
 
     def validate() -> float:
         eval_model = raw_model
@@ -200,6 +282,8 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
             if step < cfg.freeze_pretrained:  # adaptation warm-up: only the new parameters move
                 freeze_pretrained(raw_model)
             norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
+            if not (math.isfinite(total) and math.isfinite(float(norm))):  # every rank sees the same numbers
+                raise _non_finite(cfg, step, total, float(norm), records, saved[0], ckpt_path)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
@@ -222,13 +306,14 @@ def train_model(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
             last = completed == cfg.max_steps
             if ctx.main and ((cfg.eval_every and completed % cfg.eval_every == 0) or last):
                 write({"step": completed, "val": validate(), "protocol": protocol})
-            if ctx.main and (completed % cfg.ckpt_every == 0 or last):
+            if ctx.main and ((cfg.ckpt_every and completed % cfg.ckpt_every == 0) or last):
                 checkpoint(completed, *completed_states)
             if on_step is not None:
                 on_step(completed, rec)
     except KeyboardInterrupt:
-        if ctx.main and not in_update and (completed > start or not ckpt_path.exists()):
+        if ctx.main and not in_update and saved[0] != completed:
             checkpoint(completed, *completed_states)  # the state right after the last completed step
+        if ctx.main and saved[0] == completed:
             print(f"\ninterrupted: state after step {completed} saved in {ckpt_path}; continue with --resume")
         raise
     finally:

@@ -118,7 +118,7 @@ def test_missing_checkpoint(tmp_path):
     path = tmp_path / "nope.pt"
     with pytest.raises(CheckpointError, match="no checkpoint at") as info:
         load_checkpoint(path)
-    assert str(path) in str(info.value) and "--resume" in str(info.value)
+    assert str(path) in str(info.value) and "check the path" in str(info.value)
     with pytest.raises(CheckpointError, match="not a file"):
         load_checkpoint(tmp_path)
 

@@ -114,9 +114,10 @@ def test_openwebtext_from_prepared_bins(tmp_path):
     assert x.shape == (3, 4) and x.dtype == torch.long
     w = d.eval_windows(2)
     assert torch.equal(w.flatten(), torch.from_numpy(d.val[:w.numel()].astype(np.int64)))
+    assert d.files == {"train": str(out / "train.bin"), "val": str(out / "val.bin")}
     val = meta["splits"]["val"]
     assert d.chars_per_token == pytest.approx((val["chars"] + 2 * (val["documents"] - 1)) / val["tokens"])
-    with pytest.raises(FileNotFoundError, match="python -m minarmd.openwebtext --out"):
+    with pytest.raises(ValueError, match="python -m minarmd.openwebtext --out"):
         load_data("openwebtext", tokenizer="gpt2", data_dir=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="tokenizer='gpt2'"):
         load_data("openwebtext", data_dir=str(out))
