@@ -17,10 +17,27 @@ keeps its own: the inputs are exactly those of a single-process run, whatever W 
 checkpoint on another number of GPUs continues the same stream. Gradients are all-reduced once per
 step (``no_sync`` on all but the last local micro-batch). Rank 0 alone logs, evaluates and writes
 checkpoints. CUDA processes use NCCL, CPU processes gloo (how the tests run 2 processes on a laptop).
+
+**A clean end.** ``teardown`` waits for every rank (a barrier: rank 0 validates and checkpoints
+after the last step while the others are done) and then destroys the process group, so its
+threads finish while the interpreter is alive. A process group still alive when Python shuts down
+can abort the process: a gloo worker thread that drops the last reference to a finished
+collective's tensor needs the GIL, and a thread that asks for the GIL during finalisation is
+ended with ``pthread_exit``, whose unwinding through a C++ destructor is ``std::terminate``
+("terminate called without an active exception", SIGABRT; torchrun then stops the other ranks).
+``destroy_process_group`` alone does not free the group if anything still references it: importing
+``torch._dynamo`` after ``init_process_group`` (DDP's constructor does) imports
+``torch.distributed.nn.functional``, whose ``group=group.WORLD`` default arguments hold the
+group for the life of the process. ``setup`` therefore imports it first. The group must then die
+where the GIL is released (in ``destroy_process_group``), not in a DDP reducer's destructor, which
+holds the GIL while the group's destructor waits for its worker threads: ``teardown`` drops the
+reducers of the models ``wrap`` made first (the DDP model is done with then).
 """
 from __future__ import annotations
 
 import os
+import sys
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -106,15 +123,23 @@ def setup(device: str, grad_accum: int, bf16: bool = False) -> Context:
     if not dist.is_initialized():
         if ctx.device.type == "cuda":
             torch.cuda.set_device(ctx.device)
+        # Before the group exists: imported later (by DDP), torch.distributed.nn.functional's default
+        # arguments would keep the group alive past destroy_process_group (see the module docstring)
+        import torch._dynamo as _dynamo  # noqa: F401  (`as`: keeps `torch` global here)
         dist.init_process_group("nccl" if ctx.device.type == "cuda" else "gloo")
     return ctx
+
+
+_wrapped: "weakref.WeakSet[DistributedDataParallel]" = weakref.WeakSet()  # what teardown unhooks
 
 
 def wrap(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
     """DDP around the (compiled) model when distributed; the model itself otherwise."""
     if not ctx.distributed:
         return model
-    return DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    _wrapped.add(ddp)
+    return ddp
 
 
 def sync_unless_last(model: torch.nn.Module, last: bool):
@@ -133,6 +158,27 @@ def sum_over_ranks(value: float, ctx: Context) -> float:
     return float(t.item())
 
 
-def teardown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+def teardown(ctx: Context, failed: bool | None = None) -> None:
+    """Leave the process group: wait for every rank, then destroy it (a no-op on one process).
+
+    Call it on every way out of a run (a ``finally:``). After a normal end the ranks first meet at a
+    barrier, so none tears down while another still works (rank 0's last validation and
+    checkpoint). After an error (``failed``; by default: an exception is propagating) there is no
+    barrier: the other ranks may be inside a collective, or gone, and torchrun stops them anyway.
+    """
+    if not (ctx.distributed and dist.is_initialized()):
+        return
+    if failed is None:
+        failed = sys.exc_info()[0] is not None  # called from a finally: block while an exception propagates
+    try:
+        if not failed:
+            dist.barrier(device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    finally:
+        # A DDP model's reducer holds the group too, and frees it holding the GIL: were it the last
+        # holder, the group's destructor would wait for a gloo worker that waits for the GIL (a
+        # hang). Dropped first, the group's last reference goes here, where the GIL is released.
+        for ddp in list(_wrapped):
+            for name in ("logger", "reducer"):  # the logger holds the reducer
+                ddp.__dict__.pop(name, None)
+        _wrapped.clear()
         dist.destroy_process_group()

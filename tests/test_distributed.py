@@ -1,4 +1,5 @@
-"""torchrun + DDP on the CPU (gloo, 2 processes): the same losses as one process with the same global batch.
+"""torchrun + DDP on the CPU (gloo, 2 processes): the same losses as one process with the same global batch,
+and a clean end (the process group is gone before Python shuts down).
 
 Each torchrun launch costs a few seconds of process start-up; the runs are tiny (2 layers, width 32).
 """
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,11 +28,31 @@ def flags(values: dict) -> list[str]:
     return [arg for k, v in values.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+# python -m minarmd.train, then each rank lists the threads it still has (Linux: /proc/self/task)
+TRAIN_THEN_LIST_THREADS = """
+import os, sys
+from minarmd.train import main
+main(sys.argv[1:])
+if os.path.isdir("/proc/self/task"):
+    names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    print(f"rank {os.environ['RANK']} threads after the run: {names}", flush=True)
+"""
+
+
 def torchrun(out, nproc: int, **overrides) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    script = Path(out).parent / "train_then_list_threads.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(TRAIN_THEN_LIST_THREADS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "minarmd.train", "--out", str(out), *flags({**SHAPE, **overrides})]
+           str(script), "--out", str(out), *flags({**SHAPE, **overrides})]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def threads_left(run: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in run.stdout.splitlines() if "threads after the run" in line]
 
 
 @pytest.mark.parametrize("model", ["armd", "ar", "mdm"])
@@ -47,6 +69,11 @@ def test_two_processes_match_one_process(tmp_path, model):
     assert two[0] == pytest.approx(one[0], abs=1e-6)  # step 1: same weights, same inputs
     # rank 0 alone wrote the log and the checkpoint, and the model loads
     assert (tmp_path / "ddp" / "ckpt.pt").exists() and single["steps"] == SHAPE["max_steps"]
+    # teardown freed the process group: no gloo thread is left to meet the interpreter's shutdown,
+    # where one that needs the GIL aborts the process (distributed.py, "A clean end")
+    if os.path.isdir("/proc/self/task"):
+        left = threads_left(run)
+        assert len(left) == 2 and not any("gloo" in line for line in left), left
 
 
 def test_resume_on_another_number_of_processes_continues_the_same_run(tmp_path):
