@@ -151,9 +151,7 @@ def _preflight(cfg: TrainConfig, resume: bool) -> None:
     if cfg.attn_backend == "flex" and distributed.resolve_device(cfg.device).type != "cuda":
         raise ValueError("attn_backend='flex' needs a CUDA GPU for training (FlexAttention has no CPU backward "
                          "in PyTorch); pass --attn-backend auto on this machine")
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory: choose a directory for the run")
+    out = Path(cfg.out)  # (an --out that is a file or unwritable: RunLock says so, before any write)
     if resume and not (out / "ckpt.pt").is_file():
         raise ValueError(f"--resume: there is no checkpoint {out / 'ckpt.pt'} to continue; start the run "
                          f"without --resume (or check --out)")
@@ -229,21 +227,16 @@ def _train(cfg: TrainConfig, ctx, resume: bool, overwrite: bool, on_step) -> dic
     saved = [start if resume else None]  # the step ckpt.pt holds
 
     def checkpoint(step: int, gen_states, rng_state) -> None:
+        state = {"config": asdict(cfg), "step": step, "vocab_size": data.vocab_size,
+                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "ema": ema.state_dict_for(raw_model) if ema else None, "ema_raw": ema.state if ema else None,
+                 "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state}
         try:
-            _save(step, gen_states, rng_state)
-        except KeyboardInterrupt:  # save_checkpoint holds a Ctrl-C until the file is complete
+            save_checkpoint(ckpt_path, state, finite_keys=("model", "ema"))
+        except KeyboardInterrupt:  # a Ctrl-C that save_checkpoint held until the file was complete
             saved[0] = step
             raise
         saved[0] = step
-
-    def _save(step: int, gen_states, rng_state) -> None:
-        save_checkpoint(ckpt_path, {
-            "config": asdict(cfg), "step": step, "vocab_size": data.vocab_size,
-            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict_for(raw_model) if ema else None,
-            "ema_raw": ema.state if ema else None,
-            "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state},
-            finite_keys=("model", "ema"))
 
     def validate() -> float:
         eval_model = raw_model
