@@ -15,8 +15,12 @@ AdamW, warm-up then constant or cosine learning rate, gradient clipping and EMA 
 gradient accumulation, bf16 autocast and ``torch.compile`` on CUDA; DDP under ``torchrun``
 (``distributed.py``). Every ``ckpt_every`` steps, at the end, and on Ctrl-C the full state (weights,
 optimiser, EMA, step, every random generator) is written atomically to ``out/ckpt.pt``, so
-``resume=True`` continues exactly: on the CPU the losses after resuming equal those of an
-uninterrupted run. Metrics go to ``out/metrics.jsonl`` and ``out/loss.png`` (``metrics.py``).
+``resume=True`` continues exactly: on the CPU, with the same thread count, process count and
+PyTorch, the losses and weights after resuming equal those of an uninterrupted run bit for bit.
+With another thread count they agree to float rounding only (a sum over 2 threads adds in another
+order than over 1: the 20-step tiny run ends 1.2e-7 apart), so each checkpoint records these
+numerics and a resume that changes them says so. Metrics go to ``out/metrics.jsonl`` and
+``out/loss.png`` (``metrics.py``).
 
 What can go wrong stops early and says so: every setting is checked before anything is written
 (``TrainConfig``, then ``_preflight``); a second run on the same ``out`` stops naming the first
@@ -33,7 +37,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -90,7 +94,35 @@ def _generator_states(*gens) -> list[torch.Tensor]:
     return [g.get_state() for g in gens]
 
 
-def _restore(cfg: TrainConfig, ckpt_path: Path, model, optimizer, *gens) -> tuple[int, dict | None]:
+def _numerics(ctx) -> dict:
+    """What decides a run's float rounding besides its config: recorded in every checkpoint.
+
+    On the CPU a matrix product or a sum over 2 threads adds in another order than over 1 (the
+    20-step tiny run ends 1.2e-7 apart), so a resume is bit-identical only with the same values."""
+    return {"device": ctx.device.type, "threads": torch.get_num_threads(), "processes": ctx.world,
+            "torch": str(torch.__version__)}  # a str: TorchVersion is not weights_only-safe
+
+
+def _resume_notes(cfg: TrainConfig, ckpt: dict, ctx) -> list[str]:
+    """What a resume changes that the user may not expect (it goes on, and says so)."""
+    notes = []
+    saved, now = ckpt.get("numerics"), _numerics(ctx)  # None: a checkpoint from before it was recorded
+    if saved is not None and saved != now:
+        changed = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v)
+        notes.append(f"note: this run was checkpointed with other numerics ({changed}): it continues, equal "
+                     f"to an uninterrupted run up to float rounding, not bit for bit. Bit-identical resume "
+                     f"needs the same thread count (OMP_NUM_THREADS={saved.get('threads')}), processes and PyTorch")
+    before = ckpt["config"].get("max_steps", cfg.max_steps)
+    if before != cfg.max_steps and cfg.lr_decay == "cosine" and ckpt["step"] >= cfg.warmup:
+        old_cfg = replace(cfg, max_steps=before)
+        notes.append(f"note: --max-steps {cfg.max_steps} (the run planned {before}): the cosine schedule is "
+                     f"redrawn for {cfg.max_steps} steps, so the learning rate of step {ckpt['step'] + 1} is "
+                     f"{learning_rate(cfg, ckpt['step']):.3g} (it would have been "
+                     f"{learning_rate(old_cfg, ckpt['step']):.3g})")
+    return notes
+
+
+def _restore(cfg: TrainConfig, ckpt_path: Path, ctx, model, optimizer, *gens) -> tuple[int, dict | None]:
     """Load a run's state to continue it: weights, optimiser, generators, the global RNG.
     Returns (the step it stopped after, the EMA's raw float32 state or None)."""
     ckpt = load_checkpoint(ckpt_path)
@@ -98,6 +130,8 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, model, optimizer, *gens) -> tupl
     if cfg.max_steps < ckpt["step"]:
         raise ValueError(f"--resume --max-steps {cfg.max_steps}: the run in {ckpt_path.parent} has already done "
                          f"{ckpt['step']} steps; pass --max-steps above {ckpt['step']} to continue it")
+    for note in _resume_notes(cfg, ckpt, ctx) if ctx.main else []:
+        print(note)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     for gen, state in zip(gens, ckpt["generators"]):
@@ -203,7 +237,7 @@ def _train(cfg: TrainConfig, ctx, resume: bool, overwrite: bool, on_step) -> dic
     order_gen = torch.Generator().manual_seed(cfg.seed + 2)  # which orders / masks / S
     start, records, ema_raw = 0, [], None
     if resume:
-        start, ema_raw = _restore(cfg, ckpt_path, raw_model, optimizer, data_gen, order_gen)
+        start, ema_raw = _restore(cfg, ckpt_path, ctx, raw_model, optimizer, data_gen, order_gen)
         records = read_metrics(metrics_path, start)
     elif cfg.init_from:
         _load_init(cfg, raw_model)
@@ -230,7 +264,8 @@ def _train(cfg: TrainConfig, ctx, resume: bool, overwrite: bool, on_step) -> dic
         state = {"config": asdict(cfg), "step": step, "vocab_size": data.vocab_size,
                  "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                  "ema": ema.state_dict_for(raw_model) if ema else None, "ema_raw": ema.state if ema else None,
-                 "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state}
+                 "generators": gen_states, "torch_rng": rng_state, "tokenizer": tokenizer_state,
+                 "numerics": _numerics(ctx)}
         try:
             save_checkpoint(ckpt_path, state, finite_keys=("model", "ema"))
         except KeyboardInterrupt:  # a Ctrl-C that save_checkpoint held until the file was complete

@@ -24,16 +24,26 @@ def stub(exercise_id: str):
 
 
 def failed(exercise_id: str, *answers_then_words) -> str:
-    """``failed(id, fn..., "word", ...)``: the answers FAIL and the message contains every word; returns it.
+    """``failed(id, fn..., "word", ..., "hint: words")``: the answers FAIL, the message contains every word.
 
     Callables are the answers (one per function the exercise asks for), strings the expected words.
+    A word starting with "hint: " must be in the message's hint line; without one the message must
+    have no hint at all: a wrong answer gets the hint its mistake deserves, or none, never a misleading one.
     """
     from minarmd.check import FAILED, run
 
     answers = [a for a in answers_then_words if callable(a)]
-    words = [w for w in answers_then_words if isinstance(w, str)]
+    words = [w for w in answers_then_words if isinstance(w, str) and not w.startswith("hint: ")]
+    hints = [w[len("hint: "):] for w in answers_then_words if isinstance(w, str) and w.startswith("hint: ")]
     result = run(exercise_id, *answers)
     assert result.status == FAILED, str(result)
     for word in words:
         assert word in result.message, (word, result.message)
+    hint_line = next((line for line in result.message.split("\n") if line.startswith("hint: ")), None)
+    if hints:
+        assert hint_line is not None, ("no hint", hints, result.message)
+        for hint in hints:
+            assert hint in hint_line, (hint, result.message)
+    else:
+        assert hint_line is None, ("a hint nobody asked for", result.message)
     return result.message

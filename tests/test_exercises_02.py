@@ -42,33 +42,39 @@ def test_02_1_wrong_answers():
         order, blocks = solution.order_and_blocks(tau, T)
         return order[0], blocks[0]
 
-    failed("02.1", ascending, "blocks", "differ")
-    failed("02.1", blocks_are_tau, "blocks", "differ")
+    failed("02.1", ascending, "blocks", "differ", "hint: your blocks decrease along")
+    failed("02.1", blocks_are_tau, "blocks", "differ", "hint: your blocks are the")
     failed("02.1", ties_reversed, "ties", "stable sort")
-    failed("02.1", int32, "order dtype", "torch.int32")
-    failed("02.1", unbatched, "shape")
+    failed("02.1", int32, "order dtype", "torch.int32", "hint: convert with .long()")
+    failed("02.1", unbatched, "shape", "hint: the batch dimension is")
     failed("02.1", lambda tau, T: solution.order_and_blocks(tau, T)[0], "expected a pair")
 
 
 # ---- 02.2 / 02.3 masks ----------------------------------------------------------------------------
 
 def test_02_2_wrong_answers():
-    failed("02.2", solution.strictly_causal, "M^c", "differ")  # misses the diagonal blocks
-    failed("02.2", lambda b: b[:, None, :] >= b[:, :, None], "M^c", "differ")  # transposed (upper)
-    failed("02.2", lambda b: solution.block_causal(b).float(), "M^c dtype", "torch.float32")
-    failed("02.2", lambda b: solution.block_causal(b)[0], "M^c shape")  # no batch dimension
+    failed("02.2", solution.strictly_causal, "M^c", "differ",
+           "hint: only entries between two")  # misses the diagonal blocks
+    failed("02.2", lambda b: b[:, None, :] >= b[:, :, None], "M^c", "differ",
+           "hint: your result is the")  # transposed (upper)
+    failed("02.2", lambda b: solution.block_causal(b).float(), "M^c dtype", "torch.float32",
+           "hint: a comparison (<, <=")
+    failed("02.2", lambda b: solution.block_causal(b)[0], "M^c shape",
+           "hint: the batch dimension is")  # no batch dimension
     n = lambda b: b.shape[1]  # noqa: E731
     failed("02.2", lambda b: torch.ones(n(b), n(b), dtype=torch.bool).tril()[None].expand(b.shape[0], -1, -1),
-           "M^c", "differ")  # plain causal tril ignores the blocks
+           "M^c", "differ", "hint: your mask is the")  # plain causal tril ignores the blocks
     failed("02.2", lambda b: solution.block_causal(b).tolist(), "returned a list")
 
 
 def test_02_3_wrong_answers():
-    failed("02.3", solution.block_causal, "M^sc", "differ")  # keeps the diagonal blocks
+    failed("02.3", solution.block_causal, "M^sc", "differ",
+           "hint: only entries between two")  # keeps the diagonal blocks
     n = lambda b: b.shape[1]  # noqa: E731
     failed("02.3", lambda b: torch.ones(n(b), n(b), dtype=torch.bool).tril(-1)[None].expand(b.shape[0], -1, -1),
-           "M^sc", "differ")  # strictly causal per token, ignoring blocks
-    failed("02.3", lambda b: solution.strictly_causal(b).long(), "M^sc dtype", "torch.int64")
+           "M^sc", "differ", "hint: your mask is the")  # strictly causal per token, ignoring blocks
+    failed("02.3", lambda b: solution.strictly_causal(b).long(), "M^sc dtype", "torch.int64",
+           "hint: a comparison (<, <=")
 
 
 # ---- 02.4 to original order -----------------------------------------------------------------------
@@ -85,10 +91,10 @@ def test_02_4_wrong_answers():
     def first_row_order(mask, order):  # uses row 0's order for the whole batch
         return solution.mask_to_original(mask, order[:1].expand_as(order))
 
-    failed("02.4", by_order, "in original order", "differ", "[0, 4, 1, 5, 2, 6, 3, 7]")
-    failed("02.4", rows_only, "differ")
-    failed("02.4", first_row_order, "differ", "orders of length")
-    failed("02.4", lambda mask, order: mask, "differ")  # leaves it in generation order
+    failed("02.4", by_order, "in original order", "differ", "[0, 4, 1, 5, 2, 6, 3, 7]", "hint: you indexed with order")
+    failed("02.4", rows_only, "differ", "hint: only the rows were")
+    failed("02.4", first_row_order, "differ", "orders of length", "hint: every row of the")
+    failed("02.4", lambda mask, order: mask, "differ", "hint: your result is the")  # leaves it in generation order
 
 
 # ---- 02.5 strided order ---------------------------------------------------------------------------
@@ -112,10 +118,10 @@ def test_02_5_wrong_answers():
         order, blocks = solution.strided(n, streams)
         return order, blocks.int()
 
-    failed("02.5", slot_order, "order", "differ", "n=8, streams=2")
-    failed("02.5", no_phase_one, "blocks", "differ")
+    failed("02.5", slot_order, "order", "differ", "n=8, streams=2", "hint: your order is left")
+    failed("02.5", no_phase_one, "blocks", "differ", "hint: the S stream heads")
     failed("02.5", no_error, "should raise ValueError")
-    failed("02.5", int32, "blocks dtype")
+    failed("02.5", int32, "blocks dtype", "hint: convert with .long()")
     failed("02.5", lambda n, s: solution.strided(n, s)[0][0], "expected a pair")
 
 
@@ -156,6 +162,6 @@ def test_02_6_wrong_answers():
     failed("02.6", global_rng, "seeded alike", "generator=")
     failed("02.6", whole_row, "at most k=0")
     failed("02.6", cycle, "permutations should each appear")
-    failed("02.6", one_block, "blocks", "differ")
+    failed("02.6", one_block, "blocks", "differ", "hint: all your block ids")
     failed("02.6", window, "equally often")
     failed("02.6", not_permutation, "not a permutation")

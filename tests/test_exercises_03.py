@@ -36,12 +36,12 @@ def test_prefix_non_strict_mask_fails():
     def wrong(x, pe, pos_x, blocks_x, pos_q, blocks_q):  # B(i) <= B(n): a query sees its own block
         weights = pe[pos_q] @ pe[pos_x].transpose(1, 2)
         return (weights * (blocks_x[:, None, :] <= blocks_q[:, :, None])) @ x
-    failed("03.1", wrong, "g0:", "entries differ", "case:")
+    failed("03.1", wrong, "g0:", "entries differ", "case:", "hint: each query also sees")
 
 
 def test_prefix_without_mask_fails():
     failed("03.1", lambda x, pe, pos_x, blocks_x, pos_q, blocks_q:
-           (pe[pos_q] @ pe[pos_x].transpose(1, 2)) @ x, "entries differ")
+           (pe[pos_q] @ pe[pos_x].transpose(1, 2)) @ x, "entries differ", "hint: every query sees every")
 
 
 def test_prefix_indexing_pe_by_slot_instead_of_position_fails():
@@ -49,27 +49,29 @@ def test_prefix_indexing_pe_by_slot_instead_of_position_fails():
         slots_x = torch.arange(pos_x.shape[1]).expand_as(pos_x)
         slots_q = torch.arange(1, pos_q.shape[1] + 1).expand_as(pos_q)
         return solution.prefix_aggregation(x, pe, slots_x, blocks_x, slots_q, blocks_q)
-    failed("03.1", wrong, "entries differ", "paper's N=8, S=2")
+    failed("03.1", wrong, "entries differ", "paper's N=8, S=2", "hint: the PE rows were")
 
 
 def test_prefix_without_batch_dimension_reports_shape():
-    failed("03.1", lambda *args: solution.prefix_aggregation(*args)[0], "g0 shape", "expected (1, 8, 3)")
+    failed("03.1", lambda *args: solution.prefix_aggregation(*args)[0], "g0 shape", "expected (1, 8, 3)",
+           "hint: the batch dimension is")
 
 
 def test_prefix_float32_reports_dtype():
-    failed("03.1", lambda *args: solution.prefix_aggregation(*args).float(), "g0 dtype", "float32")
+    failed("03.1", lambda *args: solution.prefix_aggregation(*args).float(), "g0 dtype", "float32",
+           "hint: torch.float32 is less precise")
 
 
 # ---- 03.2 recurrent update and read -------------------------------------------------------------
 
 def test_update_that_overwrites_the_state_fails():
     failed("03.2", lambda state, x, pe, pos: pe[pos].transpose(1, 2) @ x, solution.prefix_read,
-           "update: new state", "non-empty state")
+           "update: new state", "non-empty state", "hint: the new state replaced")
 
 
 def test_read_transposed_reports_shape():
     failed("03.2", solution.prefix_update, lambda state, pe, pos: state.transpose(1, 2) @ pe[pos].transpose(1, 2),
-           "read: g0 shape")
+           "read: g0 shape", "hint: the last two dimensions")
 
 
 def test_update_summing_embeddings_without_positions_fails():
@@ -80,7 +82,7 @@ def test_update_summing_embeddings_without_positions_fails():
 
 def test_read_float32_reports_dtype():
     failed("03.2", solution.prefix_update, lambda state, pe, pos: solution.prefix_read(state, pe, pos).float(),
-           "read: g0 dtype", "float32")
+           "read: g0 dtype", "float32", "hint: torch.float32 is less precise")
 
 
 def test_read_that_ignores_the_query_position_fails_in_the_read_cases():
@@ -92,13 +94,14 @@ def test_read_that_ignores_the_query_position_fails_in_the_read_cases():
 # ---- 03.3 dependency matrix ---------------------------------------------------------------------
 
 def test_dependency_transposed_fails_on_the_shift():
-    failed("03.3", lambda f, x: solution.dependency_matrix(f, x).T, "R:", "entries differ", "shift by one")
+    failed("03.3", lambda f, x: solution.dependency_matrix(f, x).T, "R:", "entries differ", "shift by one",
+           "hint: your result is the")
 
 
 def test_dependency_with_absolute_sums_fails():
     def wrong(f, x):  # sum of |entries| instead of the Frobenius norm
         return torch.autograd.functional.jacobian(f, x).abs().sum(dim=(1, 3))
-    failed("03.3", wrong, "R:", "identity")
+    failed("03.3", wrong, "R:", "identity", "hint: you summed |entries|")
 
 
 def test_dependency_full_jacobian_reports_shape():
@@ -106,7 +109,8 @@ def test_dependency_full_jacobian_reports_shape():
 
 
 def test_dependency_boolean_pattern_reports_dtype():
-    failed("03.3", lambda f, x: solution.dependency_matrix(f, x) > 0, "R dtype", "torch.bool")
+    failed("03.3", lambda f, x: solution.dependency_matrix(f, x) > 0, "R dtype", "torch.bool",
+           "hint: you returned a True/False")
 
 
 def test_dependency_by_autograd_grad_rows_must_handle_a_constant_function():

@@ -54,10 +54,10 @@ def test_05_1_wrong_answers():
         return f"{solution.lr_at(cfg, step):.6f}"
 
     failed("05.1", no_warmup, "learning rate: got", "step=0")
-    failed("05.1", warmup_from_zero, "learning rate: got 0", "step=0")
-    failed("05.1", decays_to_zero, "learning rate: got", "min_lr_frac")
-    failed("05.1", ignores_constant, "lr_decay='constant'")
-    failed("05.1", no_clamp, "step=607")
+    failed("05.1", warmup_from_zero, "learning rate: got 0", "step=0", "hint: a learning rate of")
+    failed("05.1", decays_to_zero, "learning rate: got", "min_lr_frac", "hint: the cosine must end")
+    failed("05.1", ignores_constant, "lr_decay='constant'", "hint: lr_decay='constant'")
+    failed("05.1", no_clamp, "step=607", "hint: past max_steps the learning")
     failed("05.1", as_tensor_pair, "tensor of shape (2,), expected one number")
     failed("05.1", as_string, "returned a str, expected a number")
 
@@ -94,9 +94,9 @@ def test_05_2_wrong_answers():
         frac = min(1.0, (step - i_ar) / (i_perm - i_ar))
         return rho if frac >= 1 else 1 + int(frac * (rho - 1))
 
-    failed("05.2", off_by_one_at_i_ar, "k: got 0, expected 1", "step=200")
-    failed("05.2", ramp_from_zero, "k: got 0, expected 1")
-    failed("05.2", rounds, "k: got 2, expected 1")
+    failed("05.2", off_by_one_at_i_ar, "k: got 0, expected 1", "step=200", "hint: shuffling starts AT step")
+    failed("05.2", ramp_from_zero, "k: got 0, expected 1", "hint: shuffling starts AT step")
+    failed("05.2", rounds, "k: got 2, expected 1", "hint: k is off by")
     failed("05.2", as_float, "returned a float", "expected an int")
     failed("05.2", as_tensor, "returned a Tensor", "expected an int")
     failed("05.2", divides_by_zero, "raised ZeroDivisionError", "i_ar=5, i_perm=5")
@@ -125,8 +125,8 @@ def test_05_3_wrong_answers():
         return stream[:batch_size * n].long().reshape(batch_size, n)
 
     failed("05.3", misses_last_offset, "windows: ", "entries differ", "stream [0, 1, 2, 3")
-    failed("05.3", keeps_dtype, "windows dtype: got torch.int32, expected torch.int64")
-    failed("05.3", transposed, "windows shape: got (5, 3), expected (3, 5)")
+    failed("05.3", keeps_dtype, "windows dtype: got torch.int32, expected torch.int64", "hint: convert with .long()")
+    failed("05.3", transposed, "windows shape: got (5, 3), expected (3, 5)", "hint: the last two dimensions")
     failed("05.3", own_seed, "entries differ")
     failed("05.3", as_list, "returned a list, expected a torch.Tensor")
     failed("05.3", consecutive, "windows")
@@ -155,10 +155,10 @@ def test_05_4_wrong_answers():
     def only_mean(means):
         return sum(means) / len(means)
 
-    failed("05.4", population_sd, "standard error: got", "K=2")
-    failed("05.4", sd_not_se, "standard error: got", "K=2")
+    failed("05.4", population_sd, "standard error: got", "K=2", "hint: the variance was divided")
+    failed("05.4", sd_not_se, "standard error: got", "K=2", "hint: that is the standard")
     failed("05.4", one_draw_crashes, "raised ZeroDivisionError", "K=1")
-    failed("05.4", one_draw_nan, "standard error: got nan", "K=1")
+    failed("05.4", one_draw_nan, "standard error: got nan", "K=1", "hint: NaN comes from 0")
     failed("05.4", only_mean, "returned a float, expected a pair")
     # torch's unbiased std gives the same numbers as the library wherever K > 1
     def torch_se(means):
@@ -185,8 +185,8 @@ def test_05_5_wrong_answers():
     def swapped(nats, cpt):
         return math.exp(nats), nats / math.log(2) / cpt
 
-    failed("05.5", log10, "bits per character: got", "nats=2.0300")
-    failed("05.5", multiplies, "bits per character", "chars_per_token=4.2")
-    failed("05.5", ppl_base2, "perplexity: got")
-    failed("05.5", ppl_per_char, "perplexity: got", "chars_per_token=4.2")
-    failed("05.5", swapped, "bits per character: got")
+    failed("05.5", log10, "bits per character: got", "nats=2.0300", "hint: bits use log base")
+    failed("05.5", multiplies, "bits per character", "chars_per_token=4.2", "hint: per token -> per")
+    failed("05.5", ppl_base2, "perplexity: got", "hint: nats are natural-log units")
+    failed("05.5", ppl_per_char, "perplexity: got", "chars_per_token=4.2", "hint: the perplexity is per")
+    failed("05.5", swapped, "bits per character: got", "hint: that is the perplexity")

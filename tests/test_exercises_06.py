@@ -14,19 +14,22 @@ solution = load_solution("06_generation")
 
 def test_strided_one_based_fails():
     failed("06.1", lambda n, s: (solution.sbp_order(n, s)[0] + 1, solution.sbp_order(n, s)[1]),
-            "order:", "entries differ")
+            "order:", "entries differ", "hint: every entry is off")
 
 
 def test_strided_singleton_blocks_fail():
-    failed("06.1", lambda n, s: (solution.sbp_order(n, s)[0], torch.arange(1, n + 1)), "blocks:")
+    failed("06.1", lambda n, s: (solution.sbp_order(n, s)[0], torch.arange(1, n + 1)), "blocks:",
+           "hint: one block per token")
 
 
 def test_strided_batched_shape_fails():
-    failed("06.1", lambda n, s: tuple(t[None] for t in solution.sbp_order(n, s)), "order shape")
+    failed("06.1", lambda n, s: tuple(t[None] for t in solution.sbp_order(n, s)), "order shape",
+           "hint: one leading dimension of")
 
 
 def test_strided_float_dtype_fails():
-    failed("06.1", lambda n, s: tuple(t.float() for t in solution.sbp_order(n, s)), "order dtype")
+    failed("06.1", lambda n, s: tuple(t.float() for t in solution.sbp_order(n, s)), "order dtype",
+           "hint: a float result where")
 
 
 def test_strided_without_error_fails():
@@ -42,11 +45,11 @@ def test_strided_not_a_pair_fails():
 # ---- 06.2 network calls
 
 def test_calls_forgetting_the_heads_fails():
-    failed("06.2", lambda n, given, s: (n - given) // s, "calls, expected")
+    failed("06.2", lambda n, given, s: (n - given) // s, "calls, expected", "hint: the S stream heads")
 
 
 def test_calls_ignoring_given_tokens_fails():
-    failed("06.2", lambda n, given, s: s + n // s - 1, "given=4")
+    failed("06.2", lambda n, given, s: s + n // s - 1, "given=4", "hint: the given tokens need")
 
 
 def test_calls_float_fails():
@@ -77,13 +80,15 @@ def test_sample_gumbel_right_distribution_other_draws_fails():
 
 
 def test_sample_keepdim_shape_fails():
-    failed("06.3", lambda logits, t, k, g: solution.sample_logits(logits, t, k, g)[..., None], "shape")
+    failed("06.3", lambda logits, t, k, g: solution.sample_logits(logits, t, k, g)[..., None], "shape",
+           "hint: one trailing dimension of")
 
 
 # ---- 06.4 infilling template
 
 def test_template_free_zero_fails():
-    failed("06.4", lambda *a: solution.infill_template(*a).clamp(min=0), "template:", "entries differ")
+    failed("06.4", lambda *a: solution.infill_template(*a).clamp(min=0), "template:", "entries differ",
+           "hint: only the free positions")
 
 
 def test_template_suffix_misplaced_fails():
@@ -98,7 +103,7 @@ def test_template_suffix_misplaced_fails():
 
 
 def test_template_float_fails():
-    failed("06.4", lambda *a: solution.infill_template(*a).double(), "template dtype")
+    failed("06.4", lambda *a: solution.infill_template(*a).double(), "template dtype", "hint: a float result where")
 
 
 def test_template_without_error_fails():
@@ -113,7 +118,7 @@ def test_template_without_error_fails():
 # ---- 06.5 block spans
 
 def test_spans_inclusive_end_fails():
-    failed("06.5", lambda b: [(s, e - 1) for s, e in solution.spans(b)], "span 0")
+    failed("06.5", lambda b: [(s, e - 1) for s, e in solution.spans(b)], "span 0", "hint: end is exclusive, like")
 
 
 def test_spans_one_per_token_fails():

@@ -19,15 +19,17 @@ def test_08_1_positions_without_the_bos_shift_fail():
     def unshifted(tokens, order, bos):
         t, p = solution.gpt_view(tokens, order, bos)
         return t, torch.cat([p[:, :1], order], 1)
-    failed("08.1", unshifted, "positions:", "entries differ", "left to right")
+    failed("08.1", unshifted, "positions:", "entries differ", "left to right", "hint: BOS takes position 0")
 
 
 def test_08_1_no_bos_fails():
-    failed("08.1", lambda t, o, b: (t, o + 1), "tokens shape: got (3, 9), expected (3, 10)")
+    failed("08.1", lambda t, o, b: (t, o + 1), "tokens shape: got (3, 9), expected (3, 10)",
+           "hint: dimension 1 has one")
 
 
 def test_08_1_bos_id_zero_fails():
-    failed("08.1", lambda t, o, b: solution.gpt_view(t, o, 0), "tokens:", "entries differ")
+    failed("08.1", lambda t, o, b: solution.gpt_view(t, o, 0), "tokens:", "entries differ",
+           "hint: only the first column")
 
 
 def test_08_1_positions_of_the_slots_not_of_the_tokens_fail():
@@ -47,7 +49,7 @@ def test_08_1_argsort_instead_of_order_fails():
 
 def test_08_1_float_positions_and_not_a_pair_fail():
     failed("08.1", lambda t, o, b: tuple(x.float() if i else x for i, x in enumerate(solution.gpt_view(t, o, b))),
-           "positions dtype")
+           "positions dtype", "hint: a float result where")
     failed("08.1", lambda t, o, b: solution.gpt_view(t, o, b)[0], "expected a pair")
 
 
@@ -55,12 +57,12 @@ def test_08_1_float_positions_and_not_a_pair_fail():
 
 def test_08_2_forgets_to_subtract_the_two_stream_layers():
     failed("08.2", lambda i, l2s: f"two_stream.{i}" if i < l2s else f"causal.{i}",
-           "got 'causal.2', but armd_from_gpt puts GPT layer 2 into 'causal.0'")
+           "got 'causal.2', but armd_from_gpt puts GPT layer 2 into 'causal.0'", "hint: the causal stack counts")
 
 
 def test_08_2_off_by_one_at_the_boundary():
     failed("08.2", lambda i, l2s: f"two_stream.{i}" if i <= l2s else f"causal.{i - l2s}",
-           "got 'two_stream.2'", "'causal.0'")
+           "got 'two_stream.2'", "'causal.0'", "hint: layer n_two_stream is already")
 
 
 def test_08_2_reversed_stacks_fail():
@@ -80,7 +82,7 @@ def test_08_3_keeps_the_bos_row_in_the_vocabulary():
         out = solution.convert_state_dict(state, L, l2s)
         out["wte.weight"] = state["net.wte.weight"]
         return out
-    failed("08.3", keeps_bos, "wte.weight shape: got (12, 8), expected (11, 8)")
+    failed("08.3", keeps_bos, "wte.weight shape: got (12, 8), expected (11, 8)", "hint: the GPT's vocabulary has")
 
 
 def test_08_3_bos_from_row_0_fails():
@@ -88,7 +90,7 @@ def test_08_3_bos_from_row_0_fails():
         out = solution.convert_state_dict(state, L, l2s)
         out["bos"] = state["net.wte.weight"][0]
         return out
-    failed("08.3", row0, "bos:", "entries differ")
+    failed("08.3", row0, "bos:", "entries differ", "hint: that is row 0")
 
 
 def test_08_3_missing_bos_fails():
@@ -128,7 +130,7 @@ def test_08_3_untied_head_with_the_bos_row_fails():
         out = solution.convert_state_dict(state, L, l2s)
         out["lm_head.weight"] = state["net.lm_head.weight"]
         return out
-    failed("08.3", head, "lm_head.weight shape", "expected (11, 8)")
+    failed("08.3", head, "lm_head.weight shape", "expected (11, 8)", "hint: the GPT's vocabulary has")
 
 
 # ---- 08.4 a neighbour table
@@ -186,13 +188,13 @@ def test_08_4_too_few_columns_and_wrong_dtype_fail():
 def test_08_5_training_records_do_not_count():
     def any_record(records, target, rel=0.01):
         return next((r["step"] for r in records if r.get("val", r.get("loss")) <= (1 + rel) * target), None)
-    failed("08.5", any_record, "got step 3, expected step")
+    failed("08.5", any_record, "got step 3, expected step", "hint: that step has no")
 
 
 def test_08_5_strict_inequality_fails_on_the_boundary():
     def strict(records, target, rel=0.01):
         return next((r["step"] for r in records if "val" in r and r["val"] < (1 + rel) * target), None)
-    failed("08.5", strict, "got step 20, expected step 10", "rel=0.0")
+    failed("08.5", strict, "got step 20, expected step 10", "rel=0.0", "hint: a validation loss exactly")
 
 
 def test_08_5_symmetric_window_fails():
@@ -206,7 +208,7 @@ def test_08_5_last_step_value_and_minus_one_fail():
     def last(records, target, rel=0.01):
         hits = [r["step"] for r in records if "val" in r and r["val"] <= (1 + rel) * target]
         return hits[-1] if hits else None
-    failed("08.5", last, "got step 60, expected step 40")
+    failed("08.5", last, "got step 60, expected step 40", "hint: that is a later")
 
     def value(records, target, rel=0.01):
         return next((r["val"] for r in records if "val" in r and r["val"] <= (1 + rel) * target), None)

@@ -254,6 +254,58 @@ def test_resuming_below_the_checkpoint_step_is_refused(tmp_path):
         train_model(small(tmp_path, max_steps=2), resume=True)
 
 
+
+# --- 9. what resume guarantees: bit for bit with the same numerics, and it says when they change ---------
+
+def weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def cli_train(out, steps, threads, *extra):
+    """A fresh process (as a user runs it) with an explicit thread count."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**SMALL, "max_steps": steps, "ckpt_every": 0}.items()]
+    run = subprocess.run([sys.executable, "-m", "minarmd.train", *flags, "--out", str(out), *extra], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_resume_in_a_fresh_process_with_the_same_threads_is_bit_identical(tmp_path, threads):
+    # 10 steps at constant lr, then 10 more after a resume (a schedule that does not depend on max_steps),
+    # against 20 uninterrupted steps: every weight equal, at 1 and at 2 threads
+    cli_train(tmp_path / "full", 20, threads, "--lr-decay", "constant")
+    cli_train(tmp_path / "cut", 10, threads, "--lr-decay", "constant")
+    out = cli_train(tmp_path / "cut", 20, threads, "--lr-decay", "constant", "--resume")
+    assert "note:" not in out, out
+    full, resumed = weights(tmp_path / "full" / "ckpt.pt"), weights(tmp_path / "cut" / "ckpt.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_a_resume_with_another_thread_count_says_it_is_not_bit_identical(tmp_path):
+    cli_train(tmp_path / "cut", 10, 2, "--lr-decay", "constant")
+    assert torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=False)["numerics"]["threads"] == 2
+    out = cli_train(tmp_path / "cut", 20, 1, "--lr-decay", "constant", "--resume")
+    assert "note: this run was checkpointed with other numerics (threads 2 -> 1)" in out, out
+    assert "not bit for bit" in out and "OMP_NUM_THREADS=2" in out
+
+
+def test_extending_a_cosine_run_says_how_the_schedule_changes(tmp_path, capsys):
+    train_model(small(tmp_path, max_steps=4, lr_decay="cosine"))
+    capsys.readouterr()
+    train_model(small(tmp_path, max_steps=8, lr_decay="cosine"), resume=True)
+    out = capsys.readouterr().out
+    extended, planned = small(tmp_path, max_steps=8), small(tmp_path, max_steps=4)
+    from minarmd.optim import learning_rate
+    assert (f"note: --max-steps 8 (the run planned 4): the cosine schedule is redrawn for 8 steps, so the "
+            f"learning rate of step 5 is {learning_rate(extended, 4):.3g} (it would have been "
+            f"{learning_rate(planned, 4):.3g})") in out, out
+    train_model(small(tmp_path, name="flat", max_steps=4, lr_decay="constant"))
+    capsys.readouterr()
+    train_model(small(tmp_path, name="flat", max_steps=8, lr_decay="constant"), resume=True)
+    assert "note:" not in capsys.readouterr().out  # a constant schedule does not change
+
 # --- 6. command lines: one error line, exit status 2 ---------------------------------------------------
 
 @pytest.mark.parametrize("main, argv, message", [

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_close, expect_raises, expect_tensor, short
+from . import (CheckFailed, attempt, dtype_hint, exercise, expect_close, expect_raises, expect_tensor, hinted,
+               same, shape_hint, short)
 from ..masking import SCHEDULES, alpha_schedule, masking_probs, mdlm_weight, noisy_sequence, sample_mask_times
 
 TOL = 1e-12  # float64 identities: only rounding may differ
@@ -26,20 +27,26 @@ def _schedules() -> list[tuple[str, torch.Tensor]]:
     return cases + [(f"alpha {FLAT.tolist()}", FLAT), (f"alpha {T1.tolist()}", T1)]
 
 
-@exercise("01.1", "survival schedule alpha_0..alpha_T")
+def _last_alpha_not_zero(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if same(got[:-1], expected[:-1]) and got[-1] != 0:
+        return "only alpha_T differs: at the last step every token is masked, so alpha_T is exactly 0"
+    return None
+
+
+@exercise("01.1", "survival schedule alpha_0..alpha_T", difficulty=2, importance=3, minutes=10)
 def check_alpha_schedule(fn):
     n = 0
     for kind in SCHEDULES:
         for T in (1, 4, 10):
             case = f"kind={kind!r}, T={T}"
             got = attempt(fn, kind, T, case=case)
-            expect_tensor("alpha", got, alpha_schedule(kind, T), case=case, atol=TOL)
+            expect_tensor("alpha", got, alpha_schedule(kind, T), case=case, atol=TOL, hints=[_last_alpha_not_zero])
             n += 1
     expect_raises(fn, ("quadratic", 4), ValueError, "an unknown kind 'quadratic'")
     return f"{n} schedules match minarmd.masking.alpha_schedule; an unknown kind raises ValueError"
 
 
-@exercise("01.2", "masking probabilities P(tau = t)")
+@exercise("01.2", "masking probabilities P(tau = t)", difficulty=1, importance=3, minutes=5)
 def check_masking_probs(fn):
     cases = _schedules()
     for case, alpha in cases:
@@ -59,21 +66,45 @@ def _noisy_cases() -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
     return cases
 
 
-@exercise("01.3", "noisy sequence x_t")
+def _masked_at_t(tau: torch.Tensor, t: int):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if bool(((got != expected) <= (tau == t)).all()):
+            return ("only tokens with tau = t differ: a token masked at step t is already masked in x_t "
+                    "(< where <= is meant?)")
+        return None
+    return hint
+
+
+@exercise("01.3", "noisy sequence x_t", difficulty=1, importance=4, minutes=5)
 def check_noisy_sequence(fn):
     cases = _noisy_cases()
     for z, tau, t, mask_id in cases:
         case = f"z {short(z)}, tau {tau.tolist()}, t={t}, mask_id={mask_id}"
         z_in, tau_in = z.clone(), tau.clone()
         got = attempt(fn, z_in, tau_in, t, mask_id, case=case)
-        expect_tensor("x_t", got, noisy_sequence(z, tau, t, mask_id), case=case)
+        expect_tensor("x_t", got, noisy_sequence(z, tau, t, mask_id), case=case, hints=[_masked_at_t(tau, t)])
         if not (torch.equal(z_in, z) and torch.equal(tau_in, tau)):
             raise CheckFailed(f"your function changed its input z or tau in place; return a new tensor "
                               f"(e.g. torch.where) instead (case: {case})")
     return f"{len(cases)} cases (t = 0..T, batch of 3, 1-D) match minarmd.masking.noisy_sequence"
 
 
-@exercise("01.4", "MDLM weight w_t")
+def _weight_hint(alpha: torch.Tensor, t: int):
+    """Names the usual wrong weights of step t: P(tau = t) alone, 1/t, the weight of step t + 1."""
+    T = alpha.numel() - 1
+
+    def hint(got: float, expected: float) -> str | None:
+        if abs(got - float(alpha[t - 1] - alpha[t])) <= TOL:
+            return "that is P(tau = t) alone: the weight also divides by the masked fraction at step t"
+        if abs(got - 1 / t) <= TOL:
+            return "1/t is the weight of the linear schedule only; this schedule is not linear"
+        if t < T and 1 - float(alpha[t + 1]) > 0 and abs(got - mdlm_weight(alpha, t + 1)) <= TOL:
+            return "that is the weight of step t + 1: an index off by one (alpha has T + 1 entries, alpha_0 first)"
+        return None
+    return hint
+
+
+@exercise("01.4", "MDLM weight w_t", difficulty=2, importance=3, minutes=10)
 def check_mdlm_weight(fn):
     n = 0
     for case, alpha in _schedules():
@@ -82,7 +113,7 @@ def check_mdlm_weight(fn):
             if 1.0 - float(alpha[t]) <= 0.0:
                 continue  # nothing masked yet: the weight is undefined
             got = attempt(fn, alpha.clone(), t, case=f"{case}, t={t}")
-            expect_close("w_t", got, mdlm_weight(alpha, t), TOL, case=f"{case}, t={t}")
+            expect_close("w_t", got, mdlm_weight(alpha, t), TOL, case=f"{case}, t={t}", hints=[_weight_hint(alpha, t)])
             n += 1
     return f"{n} (schedule, t) pairs match minarmd.masking.mdlm_weight"
 
@@ -94,17 +125,23 @@ def _draw(fn, alpha: torch.Tensor, shape: tuple[int, ...], seed: int, case: str)
         raise CheckFailed(f"tau: returned a {type(got).__name__}, expected a torch.Tensor of shape "
                           f"{shape} and dtype torch.int64 (case: {case})")
     if tuple(got.shape) != shape:
-        raise CheckFailed(f"tau shape: got {tuple(got.shape)}, expected {shape} (case: {case})")
+        raise CheckFailed(hinted(f"tau shape: got {tuple(got.shape)}, expected {shape} (case: {case})",
+                                 shape_hint(tuple(got.shape), shape) or "draw exactly `shape` values: "
+                                 "torch.multinomial gives a flat sample, .reshape(shape) it"))
     if got.dtype != torch.long:
-        raise CheckFailed(f"tau dtype: got {got.dtype}, expected torch.int64 (case: {case})")
+        raise CheckFailed(hinted(f"tau dtype: got {got.dtype}, expected torch.int64 (case: {case})",
+                                 dtype_hint(got.dtype, torch.long)))
     T = alpha.numel() - 1
     if got.numel() and (got.min() < 1 or got.max() > T):
-        raise CheckFailed(f"tau values: got values in {int(got.min())}..{int(got.max())}, expected "
-                          f"masking times in 1..T={T} (case: {case})")
+        zero_based = int(got.min()) == 0 and int(got.max()) <= T - 1
+        raise CheckFailed(hinted(f"tau values: got values in {int(got.min())}..{int(got.max())}, expected "
+                                 f"masking times in 1..T={T} (case: {case})",
+                                 "masking times count from 1: an index from torch.multinomial counts from 0"
+                                 if zero_based else None))
     return got
 
 
-@exercise("01.5", "sampling masking times tau")
+@exercise("01.5", "sampling masking times tau", difficulty=2, importance=3, minutes=15)
 def check_sample_tau(fn):
     # shape, dtype and range, exactly
     for alpha, shape in ((FLAT, (3,)), (FLAT, (1, 1)), (alpha_schedule("cosine", 6), (2, 3, 4)), (T1, (2, 5))):
@@ -133,8 +170,8 @@ def check_sample_tau(fn):
             if abs(float(freq[t - 1] - p[t - 1])) > 5 * float(se[t - 1]) + TOL:
                 raise CheckFailed(f"distribution of tau ({name}, {n} draws): P(tau = {t}) should be "
                                   f"{float(p[t - 1]):.4f}, your draws give {float(freq[t - 1]):.4f} "
-                                  f"(allowed: 5 standard errors = {5 * float(se[t - 1]):.4f}). "
-                                  f"Hint: the probabilities are alpha_(t-1) - alpha_t, for t = 1..T")
+                                  f"(allowed: 5 standard errors = {5 * float(se[t - 1]):.4f})\n"
+                                  f"hint: draw each step t = 1..T with its probability alpha_(t-1) - alpha_t")
     return f"shape, int64, range 1..T, reproducible per seed, histogram within 5 SE; {same}"
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor
+from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, same
 from ..masks import block_causal_mask, strictly_causal_mask, to_original_order
 from ..permutation import left_to_right, order_from_mask_times, random_order, strided_order
 
@@ -30,13 +30,25 @@ def _tau_cases() -> list[tuple[torch.Tensor, int]]:
     ]
 
 
-@exercise("02.1", "order and blocks from masking times")
+def _blocks_hint(T: int):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if same(got, T + 1 - expected):
+            return ("your blocks are the masking times themselves: block 1 holds the tokens masked LAST "
+                    "(the largest tau), so the id counts the steps back from T")
+        if got.shape[1] > 1 and bool((got[:, 1:] <= got[:, :-1]).all()) and not same(got, got[:, :1].expand_as(got)):
+            return ("your blocks decrease along the row: ARMD generates the tokens masked last (the largest "
+                    "tau) first, so sort by descending tau")
+        return None
+    return hint
+
+
+@exercise("02.1", "order and blocks from masking times", difficulty=2, importance=5, minutes=15)
 def check_order_and_blocks(fn):
     for tau, T in _tau_cases():
         case = f"tau {tau.tolist()}, T={T}" if tau.numel() <= 12 else f"tau of shape {tuple(tau.shape)}, T={T}"
         order_ref, blocks_ref = order_from_mask_times(tau, T)
         order, blocks = _pair(attempt(fn, tau.clone(), T, case=case), "(order, blocks)", case)
-        expect_tensor("blocks", blocks, blocks_ref, case=case)
+        expect_tensor("blocks", blocks, blocks_ref, case=case, hints=[_blocks_hint(T)])
         if isinstance(order, torch.Tensor) and order.shape == order_ref.shape and order.dtype == order_ref.dtype \
                 and not torch.equal(order, order_ref):
             # a valid descending-tau order whose ties are broken differently: say so in plain words
@@ -63,25 +75,57 @@ def _block_cases() -> list[torch.Tensor]:
     ]
 
 
+def _mask_hint(blocks: torch.Tensor):
+    """Names the two usual wrong masks: the token-level causal mask, and the other one of M^c / M^sc."""
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        n = blocks.shape[1]
+        ones = torch.ones(n, n, dtype=torch.bool)
+        if n > 1 and (same(got, ones.tril().expand_as(got)) or same(got, ones.tril(-1).expand_as(got))):
+            return "your mask is the token-by-token causal mask (torch.tril): it ignores the block ids"
+        same_block = blocks[:, :, None] == blocks[:, None, :]  # (B, N, N): tokens n and i in one block
+        if bool(((got != expected) <= same_block).all()):
+            return ("only entries between two tokens of the same block differ: M^c lets a token see its own "
+                    "block, M^sc does not (< vs <=?)")
+        return None
+    return hint
+
+
 def _check_mask(fn, reference, name: str) -> str:
     for blocks in _block_cases():
         case = f"blocks {blocks.tolist()}"
         got = attempt(fn, blocks.clone(), case=case)
-        expect_tensor(name, got, reference(blocks), case=case)
+        expect_tensor(name, got, reference(blocks), case=case, hints=[_mask_hint(blocks)])
     return f"{len(_block_cases())} cases match minarmd.masks.{reference.__name__}"
 
 
-@exercise("02.2", "block-causal mask M^c")
+@exercise("02.2", "block-causal mask M^c", difficulty=1, importance=5, minutes=10)
 def check_block_causal(fn):
     return _check_mask(fn, block_causal_mask, "M^c")
 
 
-@exercise("02.3", "strictly causal mask M^sc")
+@exercise("02.3", "strictly causal mask M^sc", difficulty=1, importance=5, minutes=5)
 def check_strictly_causal(fn):
     return _check_mask(fn, strictly_causal_mask, "M^sc")
 
 
-@exercise("02.4", "a generation-order mask in original order")
+def _reindex_hint(mask: torch.Tensor, order: torch.Tensor):
+    """Names the usual wrong re-indexings: by order itself, rows only, row 0's order, not at all."""
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        batch = torch.arange(mask.shape[0])[:, None, None]
+        rank = torch.argsort(order, dim=1)
+        if same(got, mask[batch, order[:, :, None], order[:, None, :]]):
+            return "you indexed with order itself: out[p, q] needs the slot of position p, the inverse permutation"
+        if same(got, mask):
+            return "your result is the input unchanged: it is still in generation order"
+        if same(got, mask[batch, rank[:, :, None], torch.arange(mask.shape[1])[None, None, :]]):
+            return "only the rows were re-indexed: the columns are positions too and need the same re-indexing"
+        if order.shape[0] > 1 and same(got, to_original_order(mask, order[:1].expand_as(order))):
+            return "every row of the batch was re-indexed with row 0's order: each row has its own order"
+        return None
+    return hint
+
+
+@exercise("02.4", "a generation-order mask in original order", difficulty=3, importance=3, minutes=20)
 def check_to_original(fn):
     g = torch.Generator().manual_seed(4)
     tau = torch.randint(1, 4, (3, 7), generator=g)
@@ -98,7 +142,8 @@ def check_to_original(fn):
             case = f"{name} of order {order.tolist()}" if order.numel() <= 12 else \
                 f"{name} of {order.shape[0]} orders of length {order.shape[1]}"
             got = attempt(fn, mask.clone(), order.clone(), case=case)
-            expect_tensor(f"{name} in original order", got, to_original_order(mask, order), case=case)
+            expect_tensor(f"{name} in original order", got, to_original_order(mask, order), case=case,
+                          hints=[_reindex_hint(mask, order)])
     # not only masks: any (B, N, N) tensor is re-indexed the same way (here distinct values per cell)
     order = random_order(2, 5, g)[0]
     values = torch.arange(2 * 5 * 5).reshape(2, 5, 5)
@@ -108,27 +153,47 @@ def check_to_original(fn):
     return f"{2 * len(cases) + 1} cases match minarmd.masks.to_original_order"
 
 
-@exercise("02.5", "strided block-parallel order")
+def _left_to_right_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if same(got, torch.arange(got.shape[-1]).expand_as(got)):
+        return "your order is left to right (0..n-1): slot k holds a position of stream k mod S, interleaved"
+    return None
+
+
+def _heads_hint(streams: int):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if streams > 1 and bool((got[:, :streams] == got[:, :1]).all()):
+            return "the S stream heads share a block: in phase 1 they are generated one at a time, blocks 1..S"
+        return None
+    return hint
+
+
+@exercise("02.5", "strided block-parallel order", difficulty=3, importance=4, minutes=25)
 def check_strided(fn):
     cases = [(8, 2), (8, 1), (8, 8), (1, 1), (12, 3), (6, 2), (12, 4)]
     for n, streams in cases:
         case = f"n={n}, streams={streams}"
         order_ref, blocks_ref = strided_order(n, streams)
         order, blocks = _pair(attempt(fn, n, streams, case=case), "(order, blocks)", case)
-        expect_tensor("order", order, order_ref, case=case)
-        expect_tensor("blocks", blocks, blocks_ref, case=case)
+        expect_tensor("order", order, order_ref, case=case, hints=[_left_to_right_hint])
+        expect_tensor("blocks", blocks, blocks_ref, case=case, hints=[_heads_hint(streams)])
     expect_raises(fn, (10, 3), ValueError, "n=10, streams=3 (3 does not divide 10)")
     return f"{len(cases)} (n, S) pairs match minarmd.permutation.strided_order; n % S != 0 raises ValueError"
 
 
-@exercise("02.6", "k shuffled tokens")
+def _singletons_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if same(got, got[:, :1].expand_as(got)):
+        return "all your block ids are equal: one token per step here, so the blocks are 1, 2, ..., n"
+    return None
+
+
+@exercise("02.6", "k shuffled tokens", difficulty=3, importance=3, minutes=20)
 def check_shuffle(fn):
     def call(batch, n, k, seed):
         case = f"batch={batch}, n={n}, k={k}, generator seeded {seed}"
         order, blocks = _pair(attempt(fn, batch, n, k, torch.Generator().manual_seed(seed), case=case),
                               "(order, blocks)", case)
         ltr_order, ltr_blocks = left_to_right(batch, n)
-        expect_tensor("blocks", blocks, ltr_blocks, case=case)  # singleton blocks 1..n
+        expect_tensor("blocks", blocks, ltr_blocks, case=case, hints=[_singletons_hint])  # singleton blocks 1..n
         if not isinstance(order, torch.Tensor):
             expect_tensor("order", order, ltr_order, case=case)  # reports the type
         if order.shape != ltr_order.shape or order.dtype != ltr_order.dtype:

@@ -7,7 +7,7 @@ from functools import lru_cache
 import torch
 from torch.autograd.functional import jacobian
 
-from . import CheckFailed, attempt, exercise, expect_tensor
+from . import CheckFailed, attempt, exercise, expect_tensor, same
 from ..config import ARMDConfig, TransformerConfig
 from ..masks import block_mask, strictly_causal_mask
 from ..model import ARMD
@@ -113,20 +113,41 @@ def _prefix_cases():
     return cases
 
 
-@exercise("03.1", "prefix aggregation, parallel form (Eq. 6)")
+def _aggregation_hint(x, pe, pos_x, blocks_x, pos_q, blocks_q):
+    """Names the usual wrong aggregations: a non-strict mask, no mask, PE rows looked up by slot."""
+    agg = _reference_aggregation(pe)
+    slots_x = torch.arange(pos_x.shape[1]).expand_as(pos_x)
+    slots_q = torch.arange(1, pos_q.shape[1] + 1).expand_as(pos_q)
+    strict = block_mask(blocks_q, blocks_x, strict=True)
+    wrong = {
+        "each query also sees the keys of its own block: the mask must be strict, B(i) < B(n)":
+            agg(x, pos_x, pos_q, block_mask(blocks_q, blocks_x, strict=False)),
+        "every query sees every key: the sum must be masked to earlier blocks":
+            agg(x, pos_x, pos_q, torch.ones_like(strict)),
+        "the PE rows were looked up by list index (slot), not by the tokens' positions pos_x, pos_q":
+            agg(x, slots_x, slots_q, strict),
+    }
+
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        return next((why for why, value in wrong.items() if same(got, value.detach())), None)
+    return hint
+
+
+@exercise("03.1", "prefix aggregation, parallel form (Eq. 6)", difficulty=3, importance=5, minutes=25)
 def check_prefix_aggregation(fn):
     cases = _prefix_cases()
     for case, x, pe, pos_x, blocks_x, pos_q, blocks_q in cases:
         expected = _reference_aggregation(pe)(x, pos_x, pos_q, block_mask(blocks_q, blocks_x, strict=True))
         got = attempt(fn, x.clone(), pe.clone(), pos_x.clone(), blocks_x.clone(), pos_q.clone(),
                       blocks_q.clone(), case=case)
-        expect_tensor("g0", got, expected.detach(), case=case, atol=1e-12, rtol=1e-12)
+        expect_tensor("g0", got, expected.detach(), case=case, atol=1e-12, rtol=1e-12,
+                      hints=[_aggregation_hint(x, pe, pos_x, blocks_x, pos_q, blocks_q)])
     return f"{len(cases)} cases match minarmd.two_stream.PrefixAggregation (float64, 1e-12)"
 
 
 # ---- 03.2 ---------------------------------------------------------------------------------------
 
-@exercise("03.2", "prefix aggregation, recurrent form: update and read")
+@exercise("03.2", "prefix aggregation, recurrent form: update and read", difficulty=3, importance=4, minutes=25)
 def check_recurrent(update, read):
     g = torch.Generator().manual_seed(32)
     pe = torch.randn(10, 4, generator=g, dtype=F64)
@@ -140,8 +161,14 @@ def check_recurrent(update, read):
             ("commit nothing (K = 0): the state is unchanged", torch.randn(1, 4, 3, generator=g, dtype=F64),
              torch.zeros(1, 0, 3, dtype=F64), torch.zeros(1, 0, dtype=torch.long))):
         got = attempt(update, state.clone(), x.clone(), pe.clone(), pos.clone(), case=case)
+        fresh = agg.update(torch.zeros_like(state), x, pos).detach()  # what forgetting the old state gives
+
+        def overwrites(got, expected, fresh=fresh, state=state):
+            if state.abs().max() > 0 and same(got, fresh):
+                return "the new state replaced the old one: the committed tokens must be added to the state"
+            return None
         expect_tensor("update: new state", got, agg.update(state, x, pos).detach(), case=case, atol=1e-12,
-                      rtol=1e-12)
+                      rtol=1e-12, hints=[overwrites])
         n_cases += 1
     for case, state, pos in (
             ("one query", torch.randn(1, 4, 3, generator=g, dtype=F64), torch.tensor([[6]])),
@@ -200,13 +227,19 @@ def _functions():
     ]
 
 
-@exercise("03.3", "dependency (gradient-reach) matrix")
+@exercise("03.3", "dependency (gradient-reach) matrix", difficulty=2, importance=4, minutes=15)
 def check_dependency_matrix(fn):
     cases = _functions()
     for case, f, x in cases:
         expected = reference_dependency_matrix(f, x)
         got = attempt(fn, f, x.clone(), case=case)
-        expect_tensor("R", got, expected, case=case, atol=1e-10, rtol=1e-10)
+        absolute = jacobian(f, x).abs().sum(dim=(1, 3))
+
+        def l1(got, expected, absolute=absolute):
+            if same(got, absolute, 1e-10, 1e-10):
+                return "you summed |entries|: R[n, i] is the Frobenius norm (square root of the sum of squares)"
+            return None
+        expect_tensor("R", got, expected, case=case, atol=1e-10, rtol=1e-10, hints=[l1])
     return f"{len(cases)} functions match torch.autograd.functional.jacobian's block norms"
 
 
@@ -245,7 +278,7 @@ def causality_cases():
     ]
 
 
-@exercise("03.4", "is this function strictly causal for these blocks?")
+@exercise("03.4", "is this function strictly causal for these blocks?", difficulty=2, importance=5, minutes=15)
 def check_is_strictly_causal(fn):
     cases = causality_cases()
     for case, f, x, blocks, expected in cases:

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_close, expect_tensor
+from . import (CheckFailed, attempt, exercise, expect_close, expect_tensor, factor_hint, hinted, same,
+               standard_error_hints)
 from ..config import ARMDConfig
 from ..loss import armd_loss, t_pass_loss, token_nll
 from ..masking import alpha_schedule, mdlm_weight, sample_mask_times
@@ -36,7 +37,7 @@ def trajectory_cases():
 
 # ---- 04.1 ---------------------------------------------------------------------------------------
 
-@exercise("04.1", "token NLL from logits")
+@exercise("04.1", "token NLL from logits", difficulty=1, importance=4, minutes=10)
 def check_token_nll(fn):
     g = torch.Generator().manual_seed(1)
     cases = []
@@ -80,7 +81,7 @@ def expected_calls(blocks: torch.Tensor) -> list[tuple[int, ...]]:
     return calls
 
 
-@exercise("04.2", "the T-pass loss loop")
+@exercise("04.2", "the T-pass loss loop", difficulty=3, importance=4, minutes=25)
 def check_t_pass(fn):
     model = small_model()
     with torch.no_grad():
@@ -113,19 +114,31 @@ def reference_step_losses(model, x, tau, T) -> torch.Tensor:
     return torch.zeros(x.shape[0], T, dtype=nll.dtype).scatter_add_(1, steps, nll)
 
 
-@exercise("04.3", "per-step losses L_t from one pass")
+@exercise("04.3", "per-step losses L_t from one pass", difficulty=3, importance=5, minutes=20)
 def check_step_losses(fn):
     model = small_model()
     with torch.no_grad():
         for case, x, tau, T in trajectory_cases():
             got = attempt(fn, model, x.clone(), tau.clone(), T, case=case)
+            if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(x.shape) and x.shape[1] != T:
+                raise CheckFailed(hinted(f"L (B, T) shape: got {tuple(got.shape)}, expected {(x.shape[0], T)} "
+                                         f"(case: {case})", "one column per step t = 1..T, not per token: add up "
+                                         "the NLLs of the tokens masked at each step"))
             expect_tensor("L (B, T)", got, reference_step_losses(model, x, tau, T), case=case, atol=1e-12)
     return "4 trajectories (with empty steps, T = 1, T = N, N = 1) match the T-pass reference"
 
 
 # ---- 04.4 ---------------------------------------------------------------------------------------
 
-@exercise("04.4", "MDLM's discrete-time weights")
+def _denominator_hint(alpha: torch.Tensor):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if same(got, (alpha[:-1] - alpha[1:]) / (1 - alpha[:-1])):
+            return "the denominator uses alpha_(t-1): divide by the masked fraction of step t itself, 1 - alpha_t"
+        return None
+    return hint
+
+
+@exercise("04.4", "MDLM's discrete-time weights", difficulty=1, importance=3, minutes=5)
 def check_weights(fn):
     cases = [(f"{kind}, T={T}", alpha_schedule(kind, T)) for kind, T in
              (("linear", 1), ("linear", 5), ("cosine", 8), ("loglinear", 4))]
@@ -134,7 +147,7 @@ def check_weights(fn):
         got = attempt(fn, alpha.clone(), case=case)
         T = alpha.numel() - 1
         expected = torch.tensor([mdlm_weight(alpha, t) for t in range(1, T + 1)], dtype=torch.float64)
-        expect_tensor("w", got, expected, case=case, atol=1e-12)
+        expect_tensor("w", got, expected, case=case, atol=1e-12, hints=[_denominator_hint(alpha)])
     return f"{len(cases)} schedules match minarmd.masking.mdlm_weight"
 
 
@@ -149,7 +162,7 @@ def reference_estimate(model, x, alpha, K, generator):
     return float(totals.mean()), float(totals.std() / math.sqrt(K))
 
 
-@exercise("04.5", "Monte Carlo estimate with its standard error")
+@exercise("04.5", "Monte Carlo estimate with its standard error", difficulty=2, importance=3, minutes=15)
 def check_mc(fn):
     model = small_model(seed=1)
     x = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
@@ -163,6 +176,9 @@ def check_mc(fn):
                 raise CheckFailed(f"returned a {type(got).__name__}, expected a tuple (mean, standard error) "
                                   f"(case: {case})")
             mean, se = reference_estimate(model, x, alpha, K, torch.Generator().manual_seed(seed))
-            expect_close("mean", got[0], mean, 1e-9, case=case)
-            expect_close("standard error", got[1], se, 1e-9, case=case)
+            per_token = {"per token: score the total NLL of each trajectory, not its mean over the tokens":
+                         1 / x.shape[1]}
+            expect_close("mean", got[0], mean, 1e-9, case=case, hints=[lambda g, e: factor_hint(g, e, per_token)])
+            factors = standard_error_hints(K, x.shape[1])
+            expect_close("standard error", got[1], se, 1e-9, case=case, hints=[lambda g, e: factor_hint(g, e, factors)])
     return "3 cases match the same draws scored with minarmd.loss.armd_loss"

@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_close, expect_tensor
+from . import (CheckFailed, attempt, exercise, expect_close, expect_tensor, factor_hint, hinted,
+               standard_error_hints)
 from ..data import TokenData
 from ..evaluate import Estimate
 from ..permutation import ProgressiveSchedule
@@ -18,7 +19,24 @@ def _describe(cfg) -> str:
             f"min_lr_frac={cfg.min_lr_frac:g}")
 
 
-@exercise("05.1", "learning rate: warm-up then decay")
+def _lr_hint(cfg, step: int):
+    """Names the usual learning-rate mistakes from where on the schedule the wrong value is."""
+    def hint(got: float, expected: float) -> str | None:
+        if step < cfg.warmup and got == 0:
+            return "a learning rate of 0 wastes the first step: warm-up should already be above 0 at step 0"
+        if cfg.lr_decay == "constant" and step >= cfg.warmup:
+            return "lr_decay='constant': after warm-up the learning rate stays at lr"
+        if step > cfg.max_steps:
+            return "past max_steps the learning rate stays at its final value (clamp the progress at 1)"
+        m = cfg.min_lr_frac
+        if cfg.lr_decay == "cosine" and step >= cfg.warmup and 0 < m < 1 \
+                and abs(got - cfg.lr * (expected / cfg.lr - m) / (1 - m)) <= 1e-12:
+            return "the cosine must end at min_lr_frac x lr, not at 0"
+        return None
+    return hint
+
+
+@exercise("05.1", "learning rate: warm-up then decay", difficulty=2, importance=3, minutes=15)
 def check_lr(fn):
     configs = [
         TrainConfig.from_preset("tiny"),  # warm-up 50, cosine to 10 % at step 600
@@ -33,12 +51,13 @@ def check_lr(fn):
         for step in sorted({0, 1, max(W - 1, 0), W, W + 1, (W + S) // 2, S - 1, S, S + 7}):
             case = f"{_describe(cfg)}, step={step}"
             got = attempt(fn, cfg, step, case=case)
-            expect_close("learning rate", got, learning_rate(cfg, step), tol=1e-12, case=case)
+            expect_close("learning rate", got, learning_rate(cfg, step), tol=1e-12, case=case,
+                         hints=[_lr_hint(cfg, step)])
             count += 1
     return f"{count} (config, step) pairs match minarmd.optim.learning_rate"
 
 
-@exercise("05.2", "progressive schedule k(step)")
+@exercise("05.2", "progressive schedule k(step)", difficulty=2, importance=3, minutes=15)
 def check_k(fn):
     schedules = [(200, 450, 4), (0, 10, 4), (5, 5, 3), (3, 9, 1), (3, 9, 0), (10, 60, 32), (9000, 48000, 32)]
     count = 0
@@ -53,12 +72,17 @@ def check_k(fn):
                 raise CheckFailed(f"k: returned a {type(got).__name__} ({got!r}), expected an int "
                                   f"(a number of tokens) (case: {case})")
             if got != ref.k(step):
-                raise CheckFailed(f"k: got {got}, expected {ref.k(step)} (case: {case})")
+                hint = None
+                if step == i_ar and got == 0:
+                    hint = "shuffling starts AT step i_ar, with k = 1 (< vs <=, or a ramp starting at 0?)"
+                elif abs(got - ref.k(step)) == 1:
+                    hint = "k is off by one inside the ramp: it starts at 1 and rounds down (int(), not round())"
+                raise CheckFailed(hinted(f"k: got {got}, expected {ref.k(step)} (case: {case})", hint))
             count += 1
     return f"{count} steps of {len(schedules)} schedules match minarmd.permutation.ProgressiveSchedule.k"
 
 
-@exercise("05.3", "random training windows")
+@exercise("05.3", "random training windows", difficulty=1, importance=3, minutes=10)
 def check_windows(fn):
     g = torch.Generator().manual_seed(3)
     cases = [
@@ -86,7 +110,7 @@ def _pair(got, case: str) -> tuple:
     return got
 
 
-@exercise("05.4", "estimate and standard error from per-draw means")
+@exercise("05.4", "estimate and standard error from per-draw means", difficulty=1, importance=3, minutes=10)
 def check_estimate(fn):
     g = torch.Generator().manual_seed(4)
     cases = [
@@ -102,18 +126,33 @@ def check_estimate(fn):
         mean, se = _pair(attempt(fn, list(means), case=case), case + "; return (mean, standard error)")
         ref = Estimate.from_draws("random", means)
         expect_close("mean", mean, ref.nats, tol=1e-12, case=case)
-        expect_close("standard error", se, ref.se, tol=1e-12, case=case)
+        factors = standard_error_hints(len(means))
+        expect_close("standard error", se, ref.se, tol=1e-12, case=case, hints=[lambda g, e: factor_hint(g, e, factors)])
     return f"{len(cases)} cases match the mean and SE of minarmd.evaluate.estimate"
 
 
-@exercise("05.5", "nats per token -> bits per character and perplexity")
+@exercise("05.5", "nats per token -> bits per character and perplexity", difficulty=1, importance=2, minutes=5)
 def check_units(fn):
     cases = [(2.03, 1.0), (1.8510, 1.0), (0.0, 1.0), (3.3, 4.2), (math.log(50257), 3.7), (2.9, 0.5)]
     for nats, chars_per_token in cases:
         case = f"nats={nats:.4f}, chars_per_token={chars_per_token}"
         bpc, ppl = _pair(attempt(fn, nats, chars_per_token, case=case), case + "; return (bits_per_char, perplexity)")
         ref = Estimate("l2r", nats, 0.0, 1)
-        expect_close("bits per character", bpc, ref.bits_per_char(chars_per_token),
-                     tol=1e-9 * max(1.0, ref.bits_per_char(chars_per_token)), case=case)
-        expect_close("perplexity", ppl, ref.ppl, tol=1e-9 * ref.ppl, case=case)
+        bits = ref.bits_per_char(chars_per_token)
+        bpc_hints = {"bits use log base 2: that is log base 10": math.log(2) / math.log(10),
+                     "per token -> per character: divide by chars_per_token, do not multiply": chars_per_token ** 2}
+
+        def bpc_hint(got, expected, nats=nats):
+            if abs(got - math.exp(nats)) <= 1e-9 * math.exp(nats):
+                return "that is the perplexity: the pair is (bits_per_char, perplexity), in this order"
+            return factor_hint(got, expected, bpc_hints)
+
+        def ppl_hint(got, expected, nats=nats, cpt=chars_per_token):
+            if abs(got - 2 ** nats) <= 1e-9 * 2 ** nats:
+                return "nats are natural-log units: the perplexity is e^nats, not 2^nats"
+            if cpt != 1 and abs(got - math.exp(nats / cpt)) <= 1e-9 * math.exp(nats / cpt):
+                return "the perplexity is per token: e^(nats per token), not per character"
+            return None
+        expect_close("bits per character", bpc, bits, tol=1e-9 * max(1.0, bits), case=case, hints=[bpc_hint])
+        expect_close("perplexity", ppl, ref.ppl, tol=1e-9 * ref.ppl, case=case, hints=[ppl_hint])
     return f"{len(cases)} cases match minarmd.evaluate.Estimate.bits_per_char and .ppl"

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, short
+from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, hinted, same, short
 from ..permutation import strided_order
 from ..sampler import FREE, draw, make_template
 from ..template import block_spans, plan
 
 
-@exercise("06.1", "strided block-parallel order")
+def _singleton_blocks_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if same(got, torch.arange(1, got.numel() + 1)):
+        return ("one block per token (1..n) is left-to-right decoding: after the S heads, the S tokens at "
+                "one relative position share a block")
+    return None
+
+
+@exercise("06.1", "strided block-parallel order", difficulty=3, importance=4, minutes=20)
 def check_strided_order(fn):
     cases = [(8, 2), (8, 1), (8, 8), (8, 4), (12, 3), (1, 1), (6, 2), (16, 4)]
     for n, streams in cases:
@@ -19,7 +26,7 @@ def check_strided_order(fn):
             raise CheckFailed(f"returned {short(got)}; expected a pair (order, blocks) of (n,) tensors ({case})")
         order, blocks = strided_order(n, streams)  # (1, n) each
         expect_tensor("order", got[0], order[0], case=case)
-        expect_tensor("blocks", got[1], blocks[0], case=case)
+        expect_tensor("blocks", got[1], blocks[0], case=case, hints=[_singleton_blocks_hint])
     for n, streams in [(8, 3), (10, 4)]:
         expect_raises(fn, (n, streams), ValueError, f"n={n}, S={streams} (S does not divide n)")
     return f"{len(cases)} cases match minarmd.permutation.strided_order, and S not dividing n raises ValueError"
@@ -32,7 +39,7 @@ def _library_calls(n: int, given: int, streams: int) -> int:
     return len(block_spans(blocks)) - given
 
 
-@exercise("06.2", "network calls of SBP generation")
+@exercise("06.2", "network calls of SBP generation", difficulty=2, importance=4, minutes=10)
 def check_num_calls(fn):
     cases = [(8, 0, 1), (8, 0, 2), (8, 0, 4), (8, 0, 8), (128, 0, 1), (128, 0, 2), (128, 0, 4),
              (12, 4, 2), (12, 4, 4), (20, 5, 5), (9, 8, 1), (256, 16, 8)]
@@ -45,8 +52,13 @@ def check_num_calls(fn):
         if not isinstance(got, int) or isinstance(got, bool):
             raise CheckFailed(f"returned a {type(got).__name__} ({short(got)}), expected an int ({case})")
         if got != expected:
-            raise CheckFailed(f"got {got} calls, expected {expected} ({case}; m = n - given = {n - given} "
-                              f"positions to generate)")
+            hint = None
+            if got == expected - (streams - 1):
+                hint = "the S stream heads are generated one at a time: phase 1 takes S calls, not 1"
+            elif given and got == _library_calls(n, 0, streams):
+                hint = "the given tokens need no calls: only the m = n - given free positions are generated"
+            raise CheckFailed(hinted(f"got {got} calls, expected {expected} ({case}; m = n - given = {n - given} "
+                                     f"positions to generate)", hint))
     return (f"{len(cases)} cases match the blocks of minarmd.template.plan (the calls generate() makes): "
             "S + m/S - 1")
 
@@ -65,7 +77,7 @@ def _same_draws(got, expected: torch.Tensor, case: str) -> None:
     expect_tensor("samples", got, expected, case=case)
 
 
-@exercise("06.3", "sampling from logits with temperature and top-k")
+@exercise("06.3", "sampling from logits with temperature and top-k", difficulty=2, importance=4, minutes=15)
 def check_sample_logits(fn):
     V = 8
     logits = torch.randn(V, generator=torch.Generator().manual_seed(6), dtype=torch.float32) * 2
@@ -109,7 +121,13 @@ def check_sample_logits(fn):
             f"{4 + len(cases)} same-seed draws equal minarmd.sampler.draw's")
 
 
-@exercise("06.4", "a template for infilling")
+def _free_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if bool(((got != expected) <= (expected == FREE)).all()):
+        return f"only the free positions differ: they must hold FREE = {FREE}"
+    return None
+
+
+@exercise("06.4", "a template for infilling", difficulty=2, importance=3, minutes=15)
 def check_infill_template(fn):
     cases = [
         (10, 1, [5, 6, 7], [8, 9]),
@@ -123,7 +141,7 @@ def check_infill_template(fn):
     for n, batch, prompt, suffix in cases:
         case = f"n={n}, batch={batch}, prompt={short(prompt, 40)}, suffix={short(suffix, 40)}"
         got = attempt(fn, n, batch, prompt, suffix, case=case)
-        expect_tensor("template", got, make_template(n, batch, prompt, suffix), case=case)
+        expect_tensor("template", got, make_template(n, batch, prompt, suffix), case=case, hints=[_free_hint])
     for args, why in [((4, 1, [1, 2], [3, 4]), "prompt + suffix fill all 4 positions"),
                       ((3, 1, [1, 2, 3], None), "the prompt fills all 3 positions")]:
         expect_raises(fn, args, ValueError, f"n={args[0]}: {why}")
@@ -131,7 +149,7 @@ def check_infill_template(fn):
             "nothing to generate raises ValueError")
 
 
-@exercise("06.5", "block spans")
+@exercise("06.5", "block spans", difficulty=1, importance=3, minutes=10)
 def check_block_spans(fn):
     cases = [
         torch.tensor([[1, 2, 3, 4]]),
@@ -156,6 +174,9 @@ def check_block_spans(fn):
             raise CheckFailed(f"got {len(pairs)} spans, expected {len(expected)}: one per block ({case})")
         for k, (mine, ref) in enumerate(zip(pairs, expected)):
             if mine != ref:
-                raise CheckFailed(f"span {k}: got {mine}, expected {ref} (start inclusive, end exclusive; {case})")
+                hint = "end is exclusive, like a Python slice: end - start is the block's size" \
+                    if mine == (ref[0], ref[1] - 1) else None
+                raise CheckFailed(hinted(f"span {k}: got {mine}, expected {ref} (start inclusive, end exclusive; "
+                                         f"{case})", hint))
     return f"{len(cases)} cases match minarmd.template.block_spans"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_close, expect_raises, expect_tensor
+from . import CheckFailed, attempt, exercise, expect_close, expect_raises, expect_tensor, factor_hint, hinted
 from .. import throughput
 from ..config import ARMDConfig
 from ..data import TokenData
@@ -28,30 +28,35 @@ def _armd_cases() -> list[tuple[str, ARMDConfig]]:
     return [(name, ARMDConfig(**{**_SMALL, **change})) for name, change in variants]
 
 
-def _expect_int(name: str, got, expected: int, case: str) -> None:
+def _expect_int(name: str, got, expected: int, case: str, hints: dict[int, str] | None = None) -> None:
+    """An exact integer; ``hints`` maps a telling difference (got - expected) to its likely cause."""
     if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point():
         got = got.item()
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
         raise CheckFailed(f"{name}: returned a {type(got).__name__}, expected an int (case: {case})")
     if got != expected:
-        raise CheckFailed(f"{name}: got {int(got):,}, expected {expected:,}, a difference of "
-                          f"{int(got) - expected:+,} (case: {case})")
+        raise CheckFailed(hinted(f"{name}: got {int(got):,}, expected {expected:,}, a difference of "
+                                 f"{int(got) - expected:+,} (case: {case})", (hints or {}).get(int(got) - expected)))
 
 
-@exercise("07.1", "parameters of an ARMD config")
+@exercise("07.1", "parameters of an ARMD config", difficulty=3, importance=3, minutes=25)
 def check_count_params(fn):
     cases = _armd_cases()
     for name, cfg in cases:
         torch.manual_seed(0)
         expected = ARMD(cfg).num_params()  # the library: the built model itself
-        _expect_int("parameters", attempt(fn, cfg, case=name), expected, name)
+        pe_table, matrix = (cfg.max_len + 1) * cfg.d_pe, cfg.vocab_size * cfg.n_embd
+        _expect_int("parameters", attempt(fn, cfg, case=name), expected, name, hints={
+            -pe_table: "exactly the prefix aggregation's PE table, (max_len + 1) x d_pe, is missing",
+            matrix: "one vocab_size x n_embd matrix too many: a tied LM head shares the embedding's weights",
+            -matrix: "one vocab_size x n_embd matrix too few: an untied LM head has weights of its own"})
     big = _GPT2_SMALL
     _expect_int("parameters", attempt(fn, big, case="GPT-2 small shape"), throughput.param_count(big),
                 "GPT-2 small shape")
     return f"{len(cases) + 1} configs match ARMD(cfg).num_params() (GPT-2 small: {throughput.param_count(big):,})"
 
 
-@exercise("07.2", "FLOPs per token of an ARMD training step")
+@exercise("07.2", "FLOPs per token of an ARMD training step", difficulty=4, importance=3, minutes=30)
 def check_flops_per_token(fn):
     cases = [(name, cfg, cfg.max_len) for name, cfg in _armd_cases() if "bias" not in name and "tie" not in name]
     cfg = cases[0][1]
@@ -60,11 +65,13 @@ def check_flops_per_token(fn):
     for name, cfg, n in cases:
         expected = throughput.flops_per_token(cfg, seq_len=n)
         got = attempt(fn, cfg, n, case=name)
-        expect_close("FLOPs per token", got, expected, tol=1e-9 * expected, case=f"{name}, seq_len={n}")
+        factors = {"a training step is a forward and a backward pass: about 3 x the forward FLOPs": 1 / 3}
+        expect_close("FLOPs per token", got, expected, tol=1e-9 * expected, case=f"{name}, seq_len={n}",
+                     hints=[lambda g, e: factor_hint(g, e, factors)])
     return f"{len(cases)} configs match minarmd.throughput.flops_per_token"
 
 
-@exercise("07.3", "model FLOPs utilisation")
+@exercise("07.3", "model FLOPs utilisation", difficulty=1, importance=2, minutes=5)
 def check_mfu(fn):
     cases = [(245_624, 1.084e9, 989e12, "RESULTS.md: ARMD on an H200"), (277_343, 8.54e8, 989e12, "AR on an H200"),
              (1.3e4, 6.9e6, 312e12, "tiny on an A100"), (0, 1e9, 989e12, "nothing trained yet"),
@@ -83,7 +90,7 @@ def check_mfu(fn):
     return f"{len(cases)} values match minarmd.throughput.mfu; 4 impossible inputs raise ValueError"
 
 
-@exercise("07.4", "tokens per optimiser step and steps for a token budget")
+@exercise("07.4", "tokens per optimiser step and steps for a token budget", difficulty=1, importance=3, minutes=10)
 def check_tokens_and_steps(fn):
     cases = [("gpt2-small, 10B tokens", TrainConfig.from_preset("gpt2-small"), 10 ** 10),
              ("gpt2-small, the paper's 400K steps", TrainConfig.from_preset("gpt2-small"), 400_000 * 524_288),
@@ -97,8 +104,10 @@ def check_tokens_and_steps(fn):
             kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else f"a {type(got).__name__}"
             raise CheckFailed(f"returned {kind}, expected a tuple (tokens_per_step, steps) (case: {name})")
         per_step = throughput.tokens_per_step(cfg)
-        _expect_int("tokens per step", got[0], per_step, name)
-        _expect_int("steps", got[1], throughput.steps_for_tokens(budget, per_step), name)
+        _expect_int("tokens per step", got[0], per_step, name, hints={
+            per_step // cfg.grad_accum - per_step: "one optimiser step accumulates grad_accum micro-batches"})
+        _expect_int("steps", got[1], throughput.steps_for_tokens(budget, per_step), name, hints={
+            -1: "round up: a last, partial step is still a step (a ceiling division)"})
     return f"{len(cases)} cases match minarmd.throughput.tokens_per_step and steps_for_tokens"
 
 
@@ -111,7 +120,7 @@ def _stream(folder: Path, n_tokens: int, seed: int) -> np.memmap:
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
-@exercise("07.5", "a random batch of windows from a uint16 memmap")
+@exercise("07.5", "a random batch of windows from a uint16 memmap", difficulty=2, importance=3, minutes=15)
 def check_random_windows(fn):
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         streams = {1000: _stream(Path(tmp), 1000, 0), 40: _stream(Path(tmp), 40, 1)}

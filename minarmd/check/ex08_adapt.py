@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, short
+from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, hinted, same, short
 from ..adapt import NEW_PARAMETERS, armd_from_gpt
 from ..ar import GPT
 from ..config import ARCHS, TransformerConfig
@@ -51,7 +51,21 @@ def _orders(N: int) -> list[tuple[str, torch.Tensor]]:
             ("one row, [2, 0, 1]", torch.tensor([[2, 0, 1]]))]
 
 
-@exercise("08.1", "the GPT's view of ARMD's content stream")
+def _bos_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    if same(got[:, 1:], expected[:, 1:]):
+        return "only the first column differs: it must hold the GPT's own BOS id (bos_id), not 0"
+    return None
+
+
+def _unshifted_hint(order: torch.Tensor):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if same(got[:, 1:], order):
+            return "BOS takes position 0, so each listed token sits one position later than in order"
+        return None
+    return hint
+
+
+@exercise("08.1", "the GPT's view of ARMD's content stream", difficulty=2, importance=4, minutes=15)
 def check_gpt_view(fn):
     gpt = _gpt(n_layer=2)
     armd = armd_from_gpt(gpt, n_two_stream=2).eval()
@@ -65,8 +79,10 @@ def check_gpt_view(fn):
         got = attempt(fn, listed.clone(), order.clone(), gpt.bos_id, case=case)
         tokens, pos = _pair(got, case, "tokens, positions")
         B = order.shape[0]
-        expect_tensor("tokens", tokens, torch.cat([torch.full((B, 1), gpt.bos_id), listed], 1), case=case)
-        expect_tensor("positions", pos, torch.cat([torch.zeros(B, 1, dtype=torch.long), order + 1], 1), case=case)
+        expect_tensor("tokens", tokens, torch.cat([torch.full((B, 1), gpt.bos_id), listed], 1), case=case,
+                      hints=[_bos_hint])
+        expect_tensor("positions", pos, torch.cat([torch.zeros(B, 1, dtype=torch.long), order + 1], 1), case=case,
+                      hints=[_unshifted_hint(order)])
         # what the view is for: the GPT's hidden states of it are ARMD's content stream, layer by layer
         with torch.no_grad():
             content = armd.content_states(listed, order)
@@ -92,7 +108,7 @@ def _module_of_layer(armd, block) -> str:
     raise RuntimeError("the conversion lost a layer")  # a library bug, not the learner's
 
 
-@exercise("08.2", "the ARMD module that takes GPT layer i")
+@exercise("08.2", "the ARMD module that takes GPT layer i", difficulty=1, importance=3, minutes=5)
 def check_layer_name(fn):
     shapes = [(4, 2), (4, 0), (4, 4), (3, 1), (1, 1), (1, 0), (6, 3)]
     for n_layer, n_two_stream in shapes:
@@ -106,13 +122,27 @@ def check_layer_name(fn):
                 raise CheckFailed(f"returned a {type(got).__name__} ({short(got)}), expected a module name "
                                   f"like {expected!r} ({case})")
             if got != expected:
-                raise CheckFailed(f"got {got!r}, but armd_from_gpt puts GPT layer {i} into {expected!r} ({case})")
+                hint = None
+                if got == f"causal.{i}" and expected.startswith("causal."):
+                    hint = "the causal stack counts its layers from 0: subtract the layers the two-stream stack took"
+                elif got == f"two_stream.{i}" and i == n_two_stream:
+                    hint = "layer n_two_stream is already the first causal one (< vs <=?)"
+                raise CheckFailed(hinted(f"got {got!r}, but armd_from_gpt puts GPT layer {i} into {expected!r} "
+                                         f"({case})", hint))
     return f"every layer of {len(shapes)} shapes names the module armd_from_gpt copies it into"
 
 
 # ---- 08.3 -------------------------------------------------------------------------------------
 
-@exercise("08.3", "a GPT state dict converted into ARMD's")
+def _bos_row_hint(wte: torch.Tensor):
+    def hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+        if same(got, wte[0]):
+            return "that is row 0 of the GPT's embedding: BOS is its last row"
+        return None
+    return hint
+
+
+@exercise("08.3", "a GPT state dict converted into ARMD's", difficulty=3, importance=4, minutes=25)
 def check_convert_state_dict(fn):
     cases = [("RoPE, 3 layers, n_two_stream=1", 3, 1, {}),
              ("RoPE, 2 layers, n_two_stream=2", 2, 2, {}),
@@ -138,13 +168,20 @@ def check_convert_state_dict(fn):
         if extra:
             raise CheckFailed(f"names ARMD does not have: {extra[:4]}{' ...' if len(extra) > 4 else ''} ({case})")
         for key, value in expected.items():
-            expect_tensor(key, got[key], value, case=case)
+            mine = got[key]
+            if key in ("wte.weight", "lm_head.weight") and isinstance(mine, torch.Tensor) \
+                    and tuple(mine.shape) == (value.shape[0] + 1, *value.shape[1:]):
+                raise CheckFailed(hinted(f"{key} shape: got {tuple(mine.shape)}, expected {tuple(value.shape)} "
+                                         f"(case: {case})", "the GPT's vocabulary has one row more, BOS's (the "
+                                         "last): ARMD keeps it apart, as 'bos'"))
+            hints = [_bos_row_hint(state["net.wte.weight"])] if key == "bos" else []
+            expect_tensor(key, mine, value, case=case, hints=hints)
     return f"{len(cases)} GPTs: every name and tensor equals armd_from_gpt's state dict (PE left out)"
 
 
 # ---- 08.4 -------------------------------------------------------------------------------------
 
-@exercise("08.4", "a PE table whose Gram matrix links neighbours only")
+@exercise("08.4", "a PE table whose Gram matrix links neighbours only", difficulty=4, importance=2, minutes=30)
 def check_neighbour_table(fn):
     cases = [(2, 2), (3, 3), (5, 5), (5, 8), (9, 12), (65, 65), (1, 1), (1, 4)]
     for n, d in cases:
@@ -195,7 +232,8 @@ def _curve(vals, every: int = 10, loss: float = 9.0) -> list[dict]:
     return records
 
 
-@exercise("08.5", "the first step whose validation loss is within rel of a target")
+@exercise("08.5", "the first step whose validation loss is within rel of a target", difficulty=1, importance=2,
+          minutes=10)
 def check_steps_to_within(fn):
     falling = _curve([3.0, 2.6, 2.2, 2.05, 2.03, 1.99])
     cases = [("a falling curve, rel=0.01", falling, 2.0, 0.01),
@@ -217,8 +255,16 @@ def check_steps_to_within(fn):
             if isinstance(got, bool) or not isinstance(got, int):
                 raise CheckFailed(f"returned {short(got)}, expected the step {expected} (an int) ({case})")
             if got != expected:
-                raise CheckFailed(f"got step {got}, expected step {expected} ({case}; only records with a "
-                                  f"'val' key count, and the first one with val <= (1 + rel) x target)")
+                hint = None
+                steps = {r["step"] for r in records if "val" in r and r["val"] <= (1 + rel) * target}
+                if got not in {r["step"] for r in records if "val" in r}:
+                    hint = "that step has no validation record: training losses do not count"
+                elif any(r.get("step") == expected and r.get("val") == (1 + rel) * target for r in records):
+                    hint = "a validation loss exactly at (1 + rel) x target counts (<=, not <)"
+                elif got in steps:
+                    hint = "that is a later step within rel: the answer is the first one"
+                raise CheckFailed(hinted(f"got step {got}, expected step {expected} ({case}; only records with a "
+                                         f"'val' key count, and the first one with val <= (1 + rel) x target)", hint))
     with tempfile.TemporaryDirectory() as tmp:  # a real metrics file, read with the library's reader
         path = Path(tmp) / "metrics.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in falling))
