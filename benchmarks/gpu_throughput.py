@@ -64,7 +64,7 @@ def build(args, name: str, batch: int, device, compile_: bool):
         raw.cfg.validate_inputs = False  # ARMD's id/position/block checks sync with the GPU
     opt = make_optimizer(raw, cfg)
     model = torch.compile(raw) if cfg.compile else raw
-    step = cfg.i_perm  # progressive: k = rho shuffled tokens from here on
+    step = cfg.i_perm_steps  # progressive: k = rho shuffled tokens from here on
     for group in opt.param_groups:
         group["lr"] = learning_rate(cfg, step)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()

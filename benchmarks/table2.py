@@ -9,7 +9,9 @@ N = 128; 1200 steps each, the same data, batch and optimiser):
   * ``armd_sbp``: that ARMD after SBP fine-tuning (``train.finetune_sbp``: 400 more steps on strided
     orders with S drawn from {1, 2, 4}, constant lr 3e-4), as in the paper;
   * ``judge``: a larger AR model (L 6, width 192, seed 11, 2000 steps) that is *not* compared. It
-    scores every sample (``quality.ARJudge``).
+    scores every sample (``quality.ARJudge``) under the "bos" protocol: every character given the
+    judge's BOS and the prefix. (``quality``'s "mdlm" protocol is MDLM's, for 1024-token GPT-2-BPE
+    samples with an end-of-text token; character-level Shakespeare has none.)
 
 Samples are drawn at temperature 1, with no top-k/top-p, in float64. For each method the table gives
 the network calls, the generative perplexity under the judge (with its standard error), the
@@ -103,9 +105,10 @@ def main() -> None:
         rows.append({"method": name, "calls": calls, "seconds": seconds, **vars(q)})
         print(f"{name}: {calls} calls, {seconds:.1f} s, {q.describe()}", flush=True)
 
+    protocol = rows[0]["protocol"]  # measure's default, "bos": see quality.py
     print(f"\nN = {n} characters, {args.samples} samples per method, judge: AR L6 width 192 "
-          f"({models['judge'].num_params() / 1e6:.2f}M parameters)\n")
-    print("| method | network calls | gen. ppl (judge) | entropy (nats) | rep-4 | seconds |")
+          f"({models['judge'].num_params() / 1e6:.2f}M parameters), gen. ppl protocol {protocol!r}\n")
+    print(f"| method | network calls | gen. ppl (judge, {protocol}) | entropy (nats) | rep-4 | seconds |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         calls = "" if r["calls"] is None else str(r["calls"])

@@ -1,4 +1,4 @@
-r"""Honest likelihoods: every number names its protocol, and estimates carry a standard error.
+r"""Honest likelihoods: every number names its protocol, and estimates carry standard errors.
 
 Protocols (all in nats per token, averaged over the same validation windows):
 
@@ -17,7 +17,23 @@ distribution and "l2r" is its exact -log p(x). The NELBOs average over orders; i
 conditionals in every order came from one joint, each would equal that -log p(x) — they differ
 exactly as much as the model is inconsistent across orders, so they are reported side by side.
 Perplexity = exp(nats); bits/char = nats / ln 2 / (chars per token) when the character count is
-known. ``zero_shot`` evaluates a GPT-2-BPE model on the paper's zero-shot sets (``zeroshot.py``).
+known.
+
+**Two uncertainties.** With W windows and K draws, the loss of window w in draw k is
+:math:`\ell_{wk}` and the estimate is :math:`\bar\ell = \frac{1}{WK}\sum_{w,k} \ell_{wk}`.
+
+* ``se`` — over the draws: the spread of the K per-draw means, :math:`\sqrt{\mathrm{var}_k / K}`.
+  It says how much the number would move with other orders or masks on *the same* windows, and it
+  is 0 for an exact protocol.
+* ``se_windows`` — over the held-out data: the spread of the W per-window means
+  :math:`\bar\ell_w = \frac1K \sum_k \ell_{wk}`, :math:`\sqrt{\mathrm{var}_w / W}`. It says how
+  much the number would move on other text like the held-out set (and includes the draws' noise,
+  since each :math:`\bar\ell_w` carries it), so it is the error bar to quote. Windows are consecutive
+  pieces of one stream, so neighbours are not quite independent: treat it as a lower bound.
+
+Two models scored on the same windows are compared by ``paired_difference``: the standard error of
+the per-window *differences*, far smaller than either model's own when both find the same windows
+hard. ``zero_shot`` evaluates a GPT-2-BPE model on the paper's zero-shot sets (``zeroshot.py``).
 """
 from __future__ import annotations
 
@@ -31,7 +47,8 @@ from .kinds import DEFAULT_PROTOCOLS, PROTOCOL_NAMES, kind_of
 from .masking import SCHEDULES
 from .validation import check_int
 
-__all__ = ["Estimate", "estimate", "evaluate", "zero_shot", "DEFAULT_PROTOCOLS", "PROTOCOL_NAMES"]
+__all__ = ["Estimate", "estimate", "evaluate", "paired_difference", "zero_shot", "DEFAULT_PROTOCOLS",
+           "PROTOCOL_NAMES"]
 
 
 @dataclass
@@ -41,6 +58,12 @@ class Estimate:
     se: float  # standard error over the draws (0 for an exact, deterministic protocol)
     draws: int  # number of Monte Carlo draws (1 for exact)
     detail: str = ""  # e.g. "T=8, linear"
+    se_windows: float = 0.0  # standard error over the held-out windows (see the module docstring)
+    per_window: tuple[float, ...] = ()  # each window's loss, averaged over the draws (for paired_difference)
+
+    @property
+    def windows(self) -> int:
+        return len(self.per_window)
 
     @property
     def ppl(self) -> float:
@@ -54,26 +77,64 @@ class Estimate:
         """The mean of K per-draw means and its standard error, sqrt(var / K) (0 for one draw)."""
         k = len(means)
         mean = sum(means) / k
-        se = math.sqrt(sum((m - mean) ** 2 for m in means) / (k - 1) / k) if k > 1 else 0.0
-        return cls(protocol, mean, se, k, detail)
+        return cls(protocol, mean, _standard_error(means), k, detail)
+
+    @classmethod
+    def from_losses(cls, protocol: str, losses: torch.Tensor, detail: str = "") -> "Estimate":
+        """From the (K, W) per-draw, per-window losses: both standard errors, and the per-window means."""
+        per_draw = [float(m) for m in losses.double().mean(dim=1)]  # (K,)
+        per_window = tuple(float(m) for m in losses.double().mean(dim=0))  # (W,)
+        est = cls.from_draws(protocol, per_draw, detail)
+        est.se_windows, est.per_window = _standard_error(per_window), per_window
+        return est
 
     def describe(self) -> str:
         name = PROTOCOL_NAMES[self.protocol] + (f" ({self.detail})" if self.detail else "")
-        se = f" +- {self.se:.4f}" if self.draws > 1 else ""
-        return f"{name}: {self.nats:.4f}{se} nats/token, ppl {self.ppl:.3f}"
+        spread = [f"+- {self.se_windows:.4f} over {self.windows} windows"] if self.windows > 1 else []
+        spread += [f"+- {self.se:.4f} over {self.draws} draws"] if self.draws > 1 else []
+        return f"{name}: {self.nats:.4f} nats/token{' (' + ', '.join(spread) + ')' if spread else ''}, " \
+               f"ppl {self.ppl:.3f}"
+
+
+def _standard_error(values) -> float:
+    """sqrt(sample variance / count) of a sequence of floats (0 for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def paired_difference(a: Estimate, b: Estimate) -> tuple[float, float]:
+    """(mean of a - b, its standard error) over the windows both estimates were computed on.
+
+    The windows must be the same, in the same order (``estimate`` on one windows tensor): the error
+    is that of the per-window differences, so text that is hard for both models cancels out.
+    """
+    if not a.per_window or len(a.per_window) != len(b.per_window):
+        raise ValueError(f"paired_difference needs two estimates on the same windows, got {len(a.per_window)} and "
+                         f"{len(b.per_window)} per-window values (estimate both on one windows tensor)")
+    diffs = [x - y for x, y in zip(a.per_window, b.per_window)]
+    return sum(diffs) / len(diffs), _standard_error(diffs)
 
 
 @torch.no_grad()
-def _per_draw_means(loss_fn, windows: torch.Tensor, draws: int, batch_size: int, device) -> list[float]:
-    """Mean of ``loss_fn(batch, draw)`` over all windows, once per draw (token-weighted)."""
-    means = []
+def _per_window_losses(loss_fn, windows: torch.Tensor, draws: int, batch_size: int, device,
+                       protocol: str) -> torch.Tensor:
+    """(K, W) float64: ``loss_fn(batch, draw)``'s per-window losses, once per draw."""
+    rows = []
     for draw in range(draws):
-        total = 0.0
+        parts = []
         for start in range(0, windows.shape[0], batch_size):
             batch = windows[start:start + batch_size].to(device)  # (b, N)
-            total += float(loss_fn(batch, draw)) * batch.shape[0]
-        means.append(total / windows.shape[0])
-    return means
+            loss = loss_fn(batch, draw)
+            if not isinstance(loss, torch.Tensor) or loss.shape != (batch.shape[0],):
+                raise ValueError(f"protocol {protocol!r}: its loss must return one loss per window, shape "
+                                 f"({batch.shape[0]},), got {getattr(loss, 'shape', type(loss).__name__)} "
+                                 f"(average the per-token losses over dim 1)")
+            parts.append(loss.detach().double().cpu())
+        rows.append(torch.cat(parts))  # (W,)
+    return torch.stack(rows)  # (K, W)
 
 
 def estimate(model, windows: torch.Tensor, protocol: str, draws: int = 8, T: int = 8,
@@ -101,14 +162,14 @@ def estimate(model, windows: torch.Tensor, protocol: str, draws: int = 8, T: int
         return proto.loss(model, x, gen, T, schedule)
 
     try:
-        means = _per_draw_means(loss_fn, windows, draws, batch_size, device)
+        losses = _per_window_losses(loss_fn, windows, draws, batch_size, device, protocol)  # (K, W)
     finally:
         model.train(was_training)
-    if not all(math.isfinite(m) for m in means):
-        raise ValueError(f"the model's {protocol!r} loss is not finite ({means}): its outputs hold NaN or Inf, so "
-                         f"its weights are probably broken (a diverged run?); check the checkpoint, e.g. with "
-                         f"minarmd.checkpoint.non_finite_entries(model.state_dict())")
-    return Estimate.from_draws(protocol, means, detail)
+    if not torch.isfinite(losses).all():
+        raise ValueError(f"the model's {protocol!r} loss is not finite ({losses.mean(1).tolist()}): its outputs hold "
+                         f"NaN or Inf, so its weights are probably broken (a diverged run?); check the checkpoint, "
+                         f"e.g. with minarmd.checkpoint.non_finite_entries(model.state_dict())")
+    return Estimate.from_losses(protocol, losses, detail)
 
 
 def evaluate(model, windows: torch.Tensor, protocols: tuple[str, ...] | None = None,

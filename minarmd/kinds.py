@@ -56,7 +56,7 @@ class Protocol:
 
     name: str  # key in PROTOCOL_NAMES, e.g. "l2r"
     title: str  # what the number is, e.g. "exact NLL, left to right"
-    loss: Callable  # (model, x (B, N), gen, T, schedule) -> mean loss of one draw over the batch
+    loss: Callable  # (model, x (B, N), gen, T, schedule) -> (B,) each window's mean loss in one draw
     exact: bool = False  # deterministic: one draw is the answer (no standard error)
     uses_T: bool = False  # depends on the masking steps T and the schedule (named in the estimate)
 
@@ -247,7 +247,7 @@ def _armd_loss(model, x, noise) -> torch.Tensor:
 def _armd_protocol(order_fn) -> Callable:
     def loss(model, x, gen, T, schedule):
         order, blocks = order_fn(x.shape[0], x.shape[1], gen, T, schedule)
-        return armd_loss(model, x, order.to(x.device), blocks.to(x.device))
+        return armd_loss(model, x, order.to(x.device), blocks.to(x.device), per_token=True).mean(dim=1)  # (B,)
     return loss
 
 
@@ -286,7 +286,8 @@ register_kind(ModelKind(
     name="ar", label="AR baseline (GPT)", possessive="the AR baseline's", model_class=GPT,
     config_class=TransformerConfig, network_config=_plain_config, draw_noise=lambda cfg, B, N, step, gen: {},
     loss=lambda model, x, noise: ar_loss(model, x),
-    protocols=(Protocol("l2r", L2R_TITLE, lambda model, x, gen, T, s: ar_loss(model, x), exact=True),),
+    protocols=(Protocol("l2r", L2R_TITLE, lambda model, x, gen, T, s: ar_loss(model, x, per_token=True).mean(dim=1),
+                        exact=True),),
     sampler=sample_ar, param_count=throughput.transformer_param_count,
     forward_flops=throughput.transformer_forward_flops,
     how_it_samples="the AR baseline generates left to right, one token per call", describe=lambda s: "left to right"))
@@ -295,7 +296,8 @@ register_kind(ModelKind(
     name="mdm", label="MDM baseline", possessive="the MDM baseline's", model_class=MDM,
     config_class=TransformerConfig, network_config=_plain_config, draw_noise=_mdm_noise,
     loss=lambda model, x, noise: mdm_loss(model, x, t=noise["t"], masked=noise["masked"]),
-    protocols=(Protocol("nelbo", "MDM NELBO, antithetic t", lambda model, x, gen, T, s: mdm_loss(model, x, gen)),),
+    protocols=(Protocol("nelbo", "MDM NELBO, antithetic t",
+                        lambda model, x, gen, T, s: mdm_loss(model, x, gen, per_token=True).mean(dim=1)),),
     sampler=sample_mdm, param_count=throughput.transformer_param_count,
     forward_flops=throughput.transformer_forward_flops, settings={"steps": None},
     ignores=("cache",),  # a bidirectional pass over every position per step: nothing to cache

@@ -22,15 +22,24 @@ Orders provided:
 * ``order_from_mask_times`` — from a masking trajectory (descending tau, ties by position);
 * ``left_to_right`` — the identity with singleton blocks (exact AR factorisation);
 * ``random_order`` — a uniformly random permutation with singleton blocks (any-order AR);
-* ``shuffle_k`` — left to right except that k randomly chosen slots are permuted among themselves
-  (the progressive permutation schedule's "k shuffled tokens"; ``window=True`` shuffles k
-  consecutive slots instead);
+* ``shuffle_k`` — left to right except that exactly k tokens leave their slot: k randomly chosen
+  slots receive a random derangement of their tokens (the progressive permutation schedule's "k
+  shuffled tokens"; ``window=True`` shuffles k consecutive slots instead);
 * ``strided_order`` — strided block-parallel (SBP) order with S streams: the S stream heads as
   singleton blocks, then one block of S tokens per relative position (S + N/S - 1 blocks in all;
   ``uneven=True`` allows S not dividing N: the last blocks are shorter).
 
 ``ProgressiveSchedule`` gives k(step) of the paper's curriculum: 0 (pure left to right) for the
-first ``i_ar`` steps, then a linear ramp from 1 to ``rho`` shuffled tokens at step ``i_perm``, then flat.
+first ``i_ar`` steps, then a linear ramp from 2 to ``rho`` shuffled tokens at step ``i_perm``, then flat.
+
+**What "k shuffled tokens" means here.** The paper grows "the number of shuffled tokens" from 1 to
+rho and defines it no further. We count tokens that leave their left-to-right slot, exactly: k
+slots are chosen and their tokens are permuted by a uniformly random *derangement* (no token keeps
+its slot). So k = 0 is left to right, k = 1 cannot happen (one token cannot move alone: the
+smallest change of order is a swap, k = 2), and k = n displaces every token (a uniform derangement
+of the whole sequence: a uniform permutation conditioned on no fixed point, which holds for about
+1/e of all permutations). Permuting k slots uniformly, the earlier reading, moves only about k - 1
+tokens on average and leaves k = 1 a no-op.
 """
 from __future__ import annotations
 
@@ -40,8 +49,8 @@ import torch
 
 from .validation import check_int
 
-__all__ = ["singleton_blocks", "order_from_mask_times", "left_to_right", "random_order", "shuffle_k",
-           "strided_order", "ProgressiveSchedule"]
+__all__ = ["singleton_blocks", "order_from_mask_times", "left_to_right", "random_order", "derangement",
+           "shuffle_k", "strided_order", "ProgressiveSchedule"]
 
 
 def singleton_blocks(batch: int, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -81,23 +90,41 @@ def random_order(batch: int, n: int, generator: torch.Generator | None = None) -
     return order, singleton_blocks(batch, n)
 
 
+def derangement(k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly random permutation of 0..k-1 with no fixed point (k = 0 gives an empty one).
+
+    Rejection sampling: a uniform permutation is a derangement with probability about 1/e, so this
+    takes e ~ 2.7 draws on average, and every derangement is equally likely. k = 1 has none.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k == 1:
+        raise ValueError(f"k must be 0 or an integer >= 2 (one token alone cannot leave its slot), got {k!r}")
+    while True:
+        perm = torch.randperm(k, generator=generator)  # (k,)
+        if not (perm == torch.arange(k)).any():
+            return perm
+
+
 def shuffle_k(batch: int, n: int, k: int, generator: torch.Generator | None = None,
               window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left to right, except k slots whose positions are randomly permuted among themselves.
+    """Left to right, except that exactly k tokens leave their slot (a derangement of k slots).
 
     ``window=False``: the k slots are drawn uniformly from all n. ``window=True``: they are k
-    consecutive slots starting at a uniform offset. k = 0 or 1 gives left to right.
+    consecutive slots starting at a uniform offset. k = 0 gives left to right; k = 1 is refused (a
+    single token cannot move alone; the smallest shuffle is a swap).
     """
     order, blocks = left_to_right(batch, n)
-    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n:
-        raise ValueError(f"k must be an integer in 0..n={n} (number of shuffled tokens), got {k!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n or k == 1:
+        raise ValueError(f"k must be 0 or an integer in 2..n={n} (the number of tokens that leave their "
+                         f"left-to-right slot; one token cannot move alone), got {k!r}")
+    if k == 0:
+        return order, blocks
     for row in range(batch):
         if window:
             start = int(torch.randint(0, n - k + 1, (1,), generator=generator))
             slots = torch.arange(start, start + k)
         else:
             slots = torch.randperm(n, generator=generator)[:k]
-        order[row, slots] = order[row, slots[torch.randperm(k, generator=generator)]]
+        order[row, slots] = order[row, slots[derangement(k, generator)]]
     return order, blocks
 
 
@@ -140,22 +167,25 @@ class ProgressiveSchedule:
 
     i_ar: int  # steps of pure left-to-right training (paper, OWT: 9_000)
     i_perm: int  # step at which k reaches rho (paper, OWT: 48_000)
-    rho: int  # final number of shuffled tokens (paper: 32 at N = 1024, about 3 %)
+    rho: int  # final number of displaced tokens, 0 or >= 2 (paper: 32 at N = 1024, about 3 %)
     window: bool = False  # shuffle k consecutive slots instead of k random ones (our variant)
 
     def __post_init__(self):
         check_int("i_ar", self.i_ar, 0)
         check_int("rho", self.rho, 0)
+        if self.rho == 1:
+            raise ValueError("rho=1 displaces no token (one token cannot leave its slot alone): use rho=0 for "
+                             "left to right throughout, or rho >= 2")
         check_int("i_perm", self.i_perm, self.i_ar, hint=" (i_ar)")
 
     def k(self, step: int) -> int:
-        """Number of shuffled tokens at a (0-based) training step."""
+        """Number of displaced tokens at a (0-based) training step: 0, then 2 rising to rho."""
         if step < self.i_ar:
             return 0
-        if step >= self.i_perm or self.rho <= 1:
+        if step >= self.i_perm or self.rho <= 2:
             return self.rho
         frac = (step - self.i_ar) / (self.i_perm - self.i_ar)  # in [0, 1)
-        return 1 + int(frac * (self.rho - 1))
+        return 2 + int(frac * (self.rho - 2))
 
     def sample(self, step: int, batch: int, n: int,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

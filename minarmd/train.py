@@ -33,7 +33,8 @@ def _arg_parser() -> argparse.ArgumentParser:
         elif isinstance(default, tuple):
             parser.add_argument(flag, type=int, nargs="+", default=None)
         else:
-            parse = int if f.name == "n_two_stream" else {int: int, float: float}.get(type(default), str)
+            parse = int if f.name == "n_two_stream" else train_config.parse_step if f.type == "int | float" \
+                else {int: int, float: float}.get(type(default), str)
             parser.add_argument(flag, type=parse, default=None,
                                 help=f"(tiny preset: {default})")
     return parser

@@ -19,7 +19,7 @@ from .kinds import KINDS, ORDERS, get_kind
 from .masking import alpha_schedule
 from .permutation import ProgressiveSchedule
 
-__all__ = ["TrainConfig", "PRESETS", "SHAPE_FIELDS", "RESUMABLE"]
+__all__ = ["TrainConfig", "PRESETS", "SHAPE_FIELDS", "RESUMABLE", "ORDER_FIELDS", "parse_step"]
 
 
 @dataclass(kw_only=True)
@@ -59,9 +59,11 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay of the weights used for evaluation (0: off; MDLM 0.9999)
     # ARMD orders
     order: str = "progressive"  # kinds.ORDERS: "progressive", "sbp", "mask" (T-step trajectories), "random", "l2r"
-    i_ar: int = 200  # progressive: left-to-right steps first (paper, OWT: 9_000)
-    i_perm: int = 450  # progressive: step at which k reaches rho (paper, OWT: 48_000)
-    rho: int = 4  # progressive: final shuffled tokens; 4/128 = 3 % like the paper's 32/1024
+    # i_ar and i_perm: an int is a step, a float in [0, 1] a fraction of max_steps (scikit-learn's convention),
+    # so a longer run keeps the curriculum's shape; tiny: 1/3 and 3/4 (steps 200 and 450 of 600)
+    i_ar: int | float = 1 / 3  # progressive: left-to-right steps first (paper, OWT: 9_000 of 400K, 2 %)
+    i_perm: int | float = 0.75  # progressive: step at which k reaches rho (paper, OWT: 48_000 of 400K, 12 %)
+    rho: int = 4  # progressive: final displaced tokens, 0 or >= 2 (permutation.py); 4/128 = 3 % like the paper's 32/1024
     window: bool = False  # progressive: shuffle k consecutive slots instead of k random ones
     sbp_streams: tuple[int, ...] = (1, 2, 4)  # sbp: S drawn uniformly from these each step
     mask_T: int = 8  # mask: masking steps T of the trajectories (blocks of tied tokens)
@@ -99,9 +101,16 @@ class TrainConfig:
             if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty{' (the run directory)' if name == 'out' else ''}, "
                                  f"got {getattr(self, name)!r}")
-        if self.i_perm < self.i_ar:
-            raise ValueError(f"i_perm={self.i_perm} must be >= i_ar={self.i_ar}: shuffling starts at i_ar and "
-                             f"reaches rho at i_perm")
+        for name in ("i_ar", "i_perm"):
+            if isinstance(getattr(self, name), float) and getattr(self, name) > 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: a float is a fraction of max_steps and must lie in "
+                                 f"[0, 1]; pass an integer for a step count (e.g. {name}={round(getattr(self, name))})")
+        if self.i_perm_steps < self.i_ar_steps:
+            raise ValueError(f"i_perm={self.i_perm} must be >= i_ar={self.i_ar} (steps {self.i_perm_steps} < "
+                             f"{self.i_ar_steps}): shuffling starts at i_ar and reaches rho at i_perm")
+        if self.rho == 1:
+            raise ValueError("rho=1 displaces no token (one token cannot leave its slot alone): pass --rho 0 for "
+                             "left to right throughout, or --rho 2 or more")
         bad = [s for s in self.sbp_streams if s < 1 or self.seq_len % s]
         if self.order == "sbp" and (bad or not self.sbp_streams):
             raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
@@ -127,8 +136,8 @@ class TrainConfig:
                 ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             if not ok:
                 raise ValueError(f"{f.name} must be {_TYPE_WORDS[f.type]}, got {value!r}")
-            if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
-                setattr(self, f.name, float(value))  # lr=1 from Python means 1.0
+            if isinstance(value, int) and not isinstance(value, bool) and f.type == "float":
+                setattr(self, f.name, float(value))  # lr=1 from Python means 1.0 (but i_ar=1 is one step)
 
     def _check_adaptation(self) -> None:
         sources = [f for f in ("init_from", "init_from_ar", "init_from_hf") if getattr(self, f)]
@@ -150,10 +159,22 @@ class TrainConfig:
             raise ValueError("freeze_pretrained needs init_from_ar or init_from_hf: without a pretrained "
                              "model there is nothing to freeze")
 
+    def steps_of(self, value: int | float) -> int:
+        """A schedule point in steps: an int is a step already, a float a fraction of max_steps."""
+        return value if isinstance(value, int) else round(value * self.max_steps)
+
+    @property
+    def i_ar_steps(self) -> int:
+        return self.steps_of(self.i_ar)
+
+    @property
+    def i_perm_steps(self) -> int:
+        return self.steps_of(self.i_perm)
+
     @property
     def schedule(self) -> ProgressiveSchedule:
-        """The progressive permutation schedule these fields describe."""
-        return ProgressiveSchedule(self.i_ar, self.i_perm, self.rho, self.window)
+        """The progressive permutation schedule these fields describe (fractions resolved to steps)."""
+        return ProgressiveSchedule(self.i_ar_steps, self.i_perm_steps, self.rho, self.window)
 
     @classmethod
     def from_preset(cls, preset: str = "tiny", **overrides) -> "TrainConfig":
@@ -172,17 +193,19 @@ class TrainConfig:
 
 
 PRESETS = {
-    # CPU, minutes: char-level Shakespeare, 0.8M parameters
+    # CPU, minutes: char-level Shakespeare, 0.8M parameters; curriculum i_ar = 1/3, i_perm = 3/4 of max_steps
     "tiny": {},
     # CPU, 2-3 minutes: adapt a tiny GPT into an ARMD (--init-from-ar runs/gpt/ckpt.pt): the recipe measured in
     # benchmarks/RESULTS.md §12 -- 300 steps, the tiny curriculum's fractions (left to right for the first third,
-    # rho reached at 3/4), warm-up 10 %, the "neighbours" PE init (d_pe = N + 1), no frozen phase (it hurt)
-    "tiny-adapt": dict(d_pe=129, max_steps=300, i_ar=100, i_perm=225, warmup=30),
-    # CPU, tens of minutes: 4.8M parameters, N = 256
+    # rho reached at 3/4: steps 100 and 225), warm-up 10 %, the "neighbours" PE init (d_pe = N + 1), no frozen
+    # phase (it hurt)
+    "tiny-adapt": dict(d_pe=129, max_steps=300, i_ar=1 / 3, i_perm=0.75, warmup=30),
+    # CPU, tens of minutes: 4.8M parameters, N = 256; curriculum 1/3 and 11/15 of max_steps (steps 1000, 2200)
     "small-cpu": dict(n_layer=6, n_head=8, n_embd=256, seq_len=256, batch_size=16, lr=6e-4,
-                      max_steps=3000, warmup=100, i_ar=1000, i_perm=2200, rho=8, eval_every=250,
+                      max_steps=3000, warmup=100, i_ar=1 / 3, i_perm=11 / 15, rho=8, eval_every=250,
                       ckpt_every=500),
-    # GPU: the paper's small model on OpenWebText (batch 32 x 16 x 1024 = 0.5M tokens per step)
+    # GPU: the paper's small model on OpenWebText (batch 32 x 16 x 1024 = 0.5M tokens per step); the paper's
+    # curriculum in steps (9K and 48K of 400K: 2 % and 12 %)
     "gpt2-small": dict(data="openwebtext", tokenizer="gpt2", n_layer=12, n_head=12, n_embd=768,
                        seq_len=1024, batch_size=32, grad_accum=16, lr=3e-4, lr_decay="constant",
                        warmup=2500, beta2=0.999, weight_decay=0.0, ema=0.9999, max_steps=400_000,
@@ -209,9 +232,10 @@ PRESETS = {
 }
 
 _TYPES = {"str": (str,), "str | None": (str,), "int": (int,), "int | None": (int,), "float": (float, int),
-          "bool": (bool,), "tuple[int, ...]": (tuple,)}
+          "int | float": (int, float), "bool": (bool,), "tuple[int, ...]": (tuple,)}
 _TYPE_WORDS = {"str": "a string", "str | None": "a string or None", "int": "an integer", "int | None":
                "an integer or None", "float": "a finite number", "bool": "True or False",
+               "int | float": "an integer (a step) or a float in [0, 1] (a fraction of max_steps)",
                "tuple[int, ...]": "a tuple of integers"}
 # (field, low, high or None for no bound, "[)"-style brackets): every number's range, checked in one place
 _RANGES = [(name, 1, None, "[") for name in (
@@ -229,5 +253,22 @@ _HINTS = {"grad_clip": " (0 switches clipping off)", "eval_every": " (0: evaluat
 SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n_embd", "n_two_stream", "d_pe",
                 "arch")
 
+# fields that only a kind with training orders reads (ARMD's): they cannot change what an AR or MDM run learns
+ORDER_FIELDS = ("order", "i_ar", "i_perm", "rho", "window", "sbp_streams", "mask_T", "mask_schedule", "n_two_stream",
+                "d_pe", "pe_init_std", "attn_backend", "adapt_pe_init")
+
 # fields that may change when resuming; everything else must match the checkpoint
+def parse_step(text: str) -> int | float:
+    """A command-line schedule point: "300" is step 300, "0.25" (or "25%") a quarter of max_steps."""
+    text = text.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a step (an integer, e.g. 300) or a fraction of max_steps (e.g. 0.25 or "
+                             f"25%), got {text!r}") from None
+
+
 RESUMABLE = {"max_steps", "out", "eval_every", "ckpt_every", "device", "compile", "data_dir", "eval_windows"}

@@ -119,6 +119,13 @@ def _resume_notes(cfg: TrainConfig, ckpt: dict, ctx) -> list[str]:
                      f"redrawn for {cfg.max_steps} steps, so the learning rate of step {ckpt['step'] + 1} is "
                      f"{learning_rate(cfg, ckpt['step']):.3g} (it would have been "
                      f"{learning_rate(old_cfg, ckpt['step']):.3g})")
+    if before != cfg.max_steps and cfg.order == "progressive" and "progressive" in get_kind(cfg.model).orders:
+        old = replace(cfg, max_steps=before)
+        if (old.i_ar_steps, old.i_perm_steps) != (cfg.i_ar_steps, cfg.i_perm_steps):
+            notes.append(f"note: --max-steps {cfg.max_steps} (the run planned {before}): the curriculum is a fraction "
+                         f"of max_steps (i_ar={cfg.i_ar:.3g}, i_perm={cfg.i_perm:.3g}), so it moves from steps "
+                         f"{old.i_ar_steps}/{old.i_perm_steps} to {cfg.i_ar_steps}/{cfg.i_perm_steps} (a run that "
+                         f"should keep its steps states them as integers)")
     return notes
 
 

@@ -66,7 +66,7 @@ def explorer_order(tokens: list[str], T: int, seed: int, kind: str) -> tuple[tor
     if kind == "strided S=2":
         return strided_order(n, 2)
     if kind == "k-shuffle k=3":
-        return shuffle_k(1, n, min(3, n), generator=gen)
+        return shuffle_k(1, n, min(3, n) if n > 1 else 0, generator=gen)  # one token cannot move alone
     raise ValueError(f"kind must be one of {tuple(ORDER_KINDS)}, got {kind!r}")
 
 

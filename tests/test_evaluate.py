@@ -7,7 +7,7 @@ import torch
 from conftest import make_model
 from minarmd.ar import GPT, ar_loss
 from minarmd.config import TransformerConfig
-from minarmd.evaluate import Estimate, estimate, evaluate
+from minarmd.evaluate import Estimate, estimate, evaluate, paired_difference
 from minarmd.loss import armd_loss
 from minarmd.mdm import MDM
 from minarmd.permutation import left_to_right, random_order
@@ -87,3 +87,43 @@ def test_zero_shot_on_a_local_stand_in_file(tmp_path):
     assert est.protocol == "l2r" and math.log(50257) - 0.5 < est.nats < math.log(50257) + 0.5  # untrained
     with pytest.raises(ValueError, match="fewer than one window"):
         zero_shot(gpt, "wikitext2", 16 * 1000, data_files=str(tmp_path / "wiki.txt"), cache_dir=str(tmp_path / "c"))
+
+
+def test_standard_error_over_windows_and_the_paired_difference():
+    """se_windows is sqrt(var / W) of the per-window means (float64, by hand); the paired error of two
+    models on the same windows is that of the per-window differences, and a model against itself is 0."""
+    model = make_model()
+    est = estimate(model, WINDOWS, "random", draws=3, seed=1, batch_size=4)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        losses = torch.stack([torch.cat([armd_loss(model, WINDOWS[i:i + 4], *random_order(len(WINDOWS[i:i + 4]), 12, gen),
+                                                   per_token=True).mean(1) for i in range(0, 10, 4)])
+                              for _ in range(3)])  # (K, W)
+    per_window = losses.mean(0)  # (W,)
+    assert est.windows == 10 and torch.allclose(torch.tensor(est.per_window, dtype=torch.float64), per_window,
+                                                atol=1e-12, rtol=0)
+    assert abs(est.se_windows - float(per_window.std() / math.sqrt(10))) <= 1e-12 and est.se_windows > 0
+    assert abs(est.nats - float(losses.mean())) <= 1e-12
+    assert "over 10 windows" in est.describe() and "over 3 draws" in est.describe()
+    l2r = estimate(model, WINDOWS, "l2r")
+    diff, se = paired_difference(est, l2r)
+    d = per_window - torch.tensor(l2r.per_window, dtype=torch.float64)
+    assert abs(diff - float(d.mean())) <= 1e-12 and abs(se - float(d.std() / math.sqrt(10))) <= 1e-12
+    assert paired_difference(l2r, l2r) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same windows"):
+        paired_difference(l2r, estimate(model, WINDOWS[:5], "l2r"))
+
+
+def test_a_protocol_must_score_each_window():
+    """A custom protocol returning one number per batch (not per window) is refused, naming the fix."""
+    from minarmd import kinds
+    model = make_model()
+    kind = kinds.kind_of(model)
+    scalar = kinds.Protocol("l2r", kinds.PROTOCOL_NAMES["l2r"], lambda m, x, g, T, s: torch.tensor(1.0), exact=True)
+    original = kinds.KINDS[kind.name]
+    kinds.register_kind(kinds.ModelKind(**{**vars(kind), "protocols": (scalar,)}), replace=True)
+    try:
+        with pytest.raises(ValueError, match=r"one loss per window, shape \(10,\)"):
+            estimate(model, WINDOWS, "l2r", batch_size=10)
+    finally:
+        kinds.register_kind(original, replace=True)

@@ -127,12 +127,32 @@ def test_02_5_wrong_answers():
 
 # ---- 02.6 k shuffled tokens -----------------------------------------------------------------------
 
+def _derangement(k, generator):  # what the wrong answers below share with a right one
+    if k == 1:
+        raise ValueError("k=1")
+    while True:
+        perm = torch.randperm(k, generator=generator)
+        if not (perm == torch.arange(k)).any():
+            return perm
+
+
+def _singletons(batch, n):
+    return torch.arange(1, n + 1).repeat(batch, 1)
+
+
 def test_02_6_wrong_answers():
-    def first_k_slots(batch, n, k, generator):  # always shuffles the first k slots
+    def uniform_perm(batch, n, k, generator):  # the old reading: k slots permuted uniformly (fixed points too)
         order = torch.arange(n).repeat(batch, 1)
         for row in range(batch):
-            order[row, :k] = order[row, :k][torch.randperm(k, generator=generator)]
-        return order, torch.arange(1, n + 1).repeat(batch, 1)
+            slots = torch.randperm(n, generator=generator)[:k]
+            order[row, slots] = order[row, slots[torch.randperm(k, generator=generator)]]
+        return order, _singletons(batch, n)
+
+    def first_k_slots(batch, n, k, generator):  # always deranges the first k slots
+        order = torch.arange(n).repeat(batch, 1)
+        for row in range(batch):
+            order[row, :k] = order[row, :k][_derangement(k, generator)]
+        return order, _singletons(batch, n)
 
     def global_rng(batch, n, k, generator):  # ignores the generator
         return solution.shuffle_tokens(batch, n, k, None)
@@ -140,12 +160,14 @@ def test_02_6_wrong_answers():
     def whole_row(batch, n, k, generator):  # shuffles every token, whatever k is
         return solution.shuffle_tokens(batch, n, n, generator)
 
-    def cycle(batch, n, k, generator):  # always moves the chosen slots (never the identity on them)
+    def cycle(batch, n, k, generator):  # one k-cycle (a roll): a derangement, but not a uniform one for k >= 4
+        if k == 1:
+            raise ValueError("k=1")
         order = torch.arange(n).repeat(batch, 1)
         for row in range(batch):
             slots = torch.randperm(n, generator=generator)[:k]
             order[row, slots] = order[row, slots.roll(1)]
-        return order, torch.arange(1, n + 1).repeat(batch, 1)
+        return order, _singletons(batch, n)
 
     def one_block(batch, n, k, generator):  # blocks all 1 instead of singleton blocks
         order, blocks = solution.shuffle_tokens(batch, n, k, generator)
@@ -158,10 +180,25 @@ def test_02_6_wrong_answers():
         order, blocks = solution.shuffle_tokens(batch, n, k, generator)
         return order.clamp(max=max(n - 2, 0)), blocks
 
+    def k1_left_to_right(batch, n, k, generator):  # returns left to right for k = 1 instead of raising
+        if k == 1:
+            return permutation.left_to_right(batch, n)
+        return solution.shuffle_tokens(batch, n, k, generator)
+
+    def k1_wrong_error(batch, n, k, generator):  # refuses k = 1, but not with a ValueError
+        if k == 1:
+            raise TypeError("k=1")
+        return solution.shuffle_tokens(batch, n, k, generator)
+
+    failed("02.6", uniform_perm, "moves 0 tokens, exactly k=2 must leave",
+           "hint: a uniform permutation of the k slots, not a derangement: some rows move fewer than k")
     failed("02.6", first_k_slots, "equally often", "choose the k slots uniformly")
     failed("02.6", global_rng, "seeded alike", "generator=")
-    failed("02.6", whole_row, "at most k=0")
-    failed("02.6", cycle, "permutations should each appear")
+    failed("02.6", whole_row, "row 0 moves 5 tokens, exactly k=0", "hint: k=0 is left to right")
+    failed("02.6", cycle, "the 9 derangements", "n = 4", "hint: every row is one 4-cycle")
     failed("02.6", one_block, "blocks", "differ", "hint: all your block ids")
     failed("02.6", window, "equally often")
     failed("02.6", not_permutation, "not a permutation")
+    failed("02.6", k1_left_to_right, "k=1", "should raise ValueError",
+           "hint: k=1: one token cannot leave its slot alone", "instead of returning left to right")
+    failed("02.6", k1_wrong_error, "raised TypeError", "expected ValueError", "line")

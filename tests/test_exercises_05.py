@@ -68,19 +68,26 @@ def test_05_2_wrong_answers():
     def off_by_one_at_i_ar(step, i_ar, i_perm, rho):  # shuffles from step i_ar + 1 only
         return 0 if step <= i_ar else solution.k_at(step, i_ar, i_perm, rho)
 
-    def ramp_from_zero(step, i_ar, i_perm, rho):  # k = floor(frac * rho): starts at 0, not 1
+    def ramp_from_one(step, i_ar, i_perm, rho):  # the old reading: k = 1 + floor(frac (rho - 1)), from 1
         if step < i_ar:
             return 0
         if step >= i_perm or rho <= 1:
+            return rho
+        return 1 + int((step - i_ar) / (i_perm - i_ar) * (rho - 1))
+
+    def ramp_from_zero(step, i_ar, i_perm, rho):  # k = floor(frac * rho): starts at 0, not 2
+        if step < i_ar:
+            return 0
+        if step >= i_perm or rho <= 2:
             return rho
         return int((step - i_ar) / (i_perm - i_ar) * rho)
 
     def rounds(step, i_ar, i_perm, rho):  # round() instead of floor
         if step < i_ar:
             return 0
-        if step >= i_perm or rho <= 1:
+        if step >= i_perm or rho <= 2:
             return rho
-        return 1 + round((step - i_ar) / (i_perm - i_ar) * (rho - 1))
+        return 2 + round((step - i_ar) / (i_perm - i_ar) * (rho - 2))
 
     def as_float(step, i_ar, i_perm, rho):
         return float(solution.k_at(step, i_ar, i_perm, rho))
@@ -92,11 +99,13 @@ def test_05_2_wrong_answers():
         if step < i_ar:
             return 0
         frac = min(1.0, (step - i_ar) / (i_perm - i_ar))
-        return rho if frac >= 1 else 1 + int(frac * (rho - 1))
+        return rho if frac >= 1 else 2 + int(frac * (rho - 2))
 
-    failed("05.2", off_by_one_at_i_ar, "k: got 0, expected 1", "step=200", "hint: shuffling starts AT step")
-    failed("05.2", ramp_from_zero, "k: got 0, expected 1", "hint: shuffling starts AT step")
-    failed("05.2", rounds, "k: got 2, expected 1", "hint: k is off by")
+    failed("05.2", off_by_one_at_i_ar, "k: got 0, expected 2", "step=200", "hint: shuffling starts AT step i_ar, "
+           "with k = 2")
+    failed("05.2", ramp_from_one, "k: got 1, expected 2", "step=200", "hint: k = 1 never happens", "starts at 2")
+    failed("05.2", ramp_from_zero, "k: got 0, expected 2", "hint: shuffling starts AT step")
+    failed("05.2", rounds, "k: got 3, expected 2", "hint: k is off by one inside the ramp: it starts at 2")
     failed("05.2", as_float, "returned a float", "expected an int")
     failed("05.2", as_tensor, "returned a Tensor", "expected an int")
     failed("05.2", divides_by_zero, "raised ZeroDivisionError", "i_ar=5, i_perm=5")

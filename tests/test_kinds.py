@@ -55,6 +55,10 @@ def bigram_nll(model, x):
     return F.cross_entropy(logits.flatten(0, 1), x.flatten())
 
 
+def bigram_window_nll(model, x):  # (B,): a protocol scores each window
+    return F.cross_entropy(model(x).transpose(1, 2), x, reduction="none").mean(dim=1)
+
+
 @torch.inference_mode()
 def sample_bigram(model, template, generator=None, temperature=1.0, top_k=None, top_p=None, stop_token=None,
                   cache=True, callback=None):
@@ -74,7 +78,8 @@ BIGRAM = ModelKind(
     name="bigram", label="bigram toy", possessive="the bigram's", model_class=Bigram, config_class=BigramConfig,
     network_config=lambda cfg, V: BigramConfig(vocab_size=V, max_len=cfg.seq_len, n_embd=cfg.n_embd),
     draw_noise=lambda cfg, B, N, step, gen: {}, loss=lambda model, x, noise: bigram_nll(model, x),
-    protocols=(Protocol("l2r", PROTOCOL_NAMES["l2r"], lambda model, x, gen, T, s: bigram_nll(model, x), exact=True),),
+    protocols=(Protocol("l2r", PROTOCOL_NAMES["l2r"], lambda model, x, gen, T, s: bigram_window_nll(model, x),
+                        exact=True),),
     sampler=sample_bigram, how_it_samples="the bigram draws left to right",
     param_count=lambda c: (c.vocab_size + 1) * c.n_embd + c.n_embd * c.vocab_size,
     forward_flops=lambda c, N: {"linear": 0, "attention": 0, "prefix": 0, "head": 2 * c.n_embd * c.vocab_size * N})

@@ -74,31 +74,45 @@ def test_random_order_is_uniform_on_small_n():
 
 
 @pytest.mark.parametrize("window", [False, True])
-def test_shuffle_k_moves_at_most_k_slots(window):
+def test_shuffle_k_displaces_exactly_k_tokens(window):
     g = torch.Generator().manual_seed(0)
-    for k in (0, 1, 2, 5, 16):
-        order, blocks = permutation.shuffle_k(20, 16, k, g, window=window)
+    for k in (0, 2, 3, 5, 16):
+        order, blocks = permutation.shuffle_k(50, 16, k, g, window=window)
         assert is_permutation(order)
-        assert blocks.tolist() == [list(range(1, 17))] * 20
+        assert blocks.tolist() == [list(range(1, 17))] * 50
         moved = order != torch.arange(16)
-        assert (moved.sum(1) <= k).all()
-        if window and k > 1:  # the moved slots lie within one window of k consecutive slots
+        assert (moved.sum(1) == k).all()  # exactly k tokens leave their slot: k counts displaced tokens
+        if window and k > 1:  # the moved slots are k consecutive slots
             for row in moved:
                 idx = row.nonzero().flatten()
-                if len(idx):
-                    assert int(idx.max() - idx.min()) < k
-    order, _ = permutation.shuffle_k(200, 16, 5, g, window=window)
-    assert (order != torch.arange(16)).sum(1).float().mean() > 2  # it does shuffle
+                assert int(idx.max() - idx.min()) == k - 1
+    with pytest.raises(ValueError, match="one token cannot move alone"):
+        permutation.shuffle_k(2, 16, 1, g, window=window)
+
+
+def test_derangement_is_uniform_over_derangements():
+    """n = 4 has 9 derangements (of 24 permutations): 9000 draws, each about 1000 times (std ~ sqrt(9000 *
+    1/9 * 8/9) ~ 30; allow 5 sigma); none has a fixed point."""
+    g = torch.Generator().manual_seed(0)
+    counts = {}
+    for _ in range(9000):
+        perm = permutation.derangement(4, g)
+        assert not (perm == torch.arange(4)).any()
+        counts[tuple(perm.tolist())] = counts.get(tuple(perm.tolist()), 0) + 1
+    assert len(counts) == 9 and all(abs(c - 1000) < 5 * 30 for c in counts.values()), counts
+    assert permutation.derangement(2, g).tolist() == [1, 0] and permutation.derangement(0, g).numel() == 0
+    with pytest.raises(ValueError, match="k must be 0 or an integer >= 2"):
+        permutation.derangement(1, g)
 
 
 def test_progressive_schedule_is_flat_then_ramps_then_flat():
     sched = permutation.ProgressiveSchedule(i_ar=100, i_perm=400, rho=32)
     ks = [sched.k(step) for step in range(600)]
     assert ks[:100] == [0] * 100  # pure left to right
-    assert ks[100] == 1 and ks[400:] == [32] * 200
+    assert ks[100] == 2 and ks[400:] == [32] * 200  # the ramp starts at 2: the smallest shuffle is a swap
     ramp = ks[100:400]
     assert all(b >= a for a, b in zip(ramp, ramp[1:])) and ramp[-1] <= 32
-    assert abs(sched.k(250) - 16.5) <= 1  # linear: half-way at the middle
+    assert abs(sched.k(250) - 17) <= 1  # linear: half-way at the middle
     order, _ = sched.sample(50, batch=4, n=64)
     assert torch.equal(order, torch.arange(64).expand(4, 64))
     with pytest.raises(ValueError, match="rho"):

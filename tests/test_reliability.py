@@ -306,6 +306,14 @@ def test_extending_a_cosine_run_says_how_the_schedule_changes(tmp_path, capsys):
     train_model(small(tmp_path, name="flat", max_steps=8, lr_decay="constant"), resume=True)
     assert "note:" not in capsys.readouterr().out  # a constant schedule does not change
 
+def test_extending_a_run_with_a_fractional_curriculum_says_it_moves(tmp_path, capsys):
+    train_model(small(tmp_path, max_steps=6, lr_decay="constant", i_ar=1 / 3, i_perm=0.5, rho=4))
+    capsys.readouterr()
+    train_model(small(tmp_path, max_steps=12, lr_decay="constant", i_ar=1 / 3, i_perm=0.5, rho=4), resume=True)
+    out = capsys.readouterr().out
+    assert ("note: --max-steps 12 (the run planned 6): the curriculum is a fraction of max_steps (i_ar=0.333, "
+            "i_perm=0.5), so it moves from steps 2/3 to 4/6") in out, out
+
 # --- 6. command lines: one error line, exit status 2 ---------------------------------------------------
 
 @pytest.mark.parametrize("main, argv, message", [

@@ -8,8 +8,9 @@ from minarmd.checkpoint import CheckpointError
 from minarmd.checkpoint import load_model
 from minarmd.kinds import build_model
 from minarmd.optim import learning_rate
-from minarmd.train import main
-from minarmd.train_config import TrainConfig
+from minarmd.permutation import ProgressiveSchedule
+from minarmd.train import _arg_parser, main
+from minarmd.train_config import TrainConfig, parse_step
 from minarmd.training import finetune_sbp, train_model
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=12,
@@ -126,6 +127,29 @@ def test_presets_build_models_of_the_stated_size():
     assert (medium.n_layer, medium.n_embd, medium.n_head, medium.seq_len) == (24, 1024, 16, 1024)
     assert medium.batch_size * medium.grad_accum * medium.seq_len == 524_288  # same global batch
     assert (medium.i_ar, medium.i_perm, medium.rho, medium.lr) == (cfg.i_ar, cfg.i_perm, cfg.rho, cfg.lr)
+
+
+def test_the_curriculum_scales_with_the_run():
+    """i_ar / i_perm as floats are fractions of max_steps (the tiny preset: 1/3 and 3/4), as ints steps."""
+    assert TrainConfig.from_preset("tiny").schedule == ProgressiveSchedule(200, 450, 4)  # 600 steps
+    assert TrainConfig.from_preset("tiny", max_steps=1500).schedule == ProgressiveSchedule(500, 1125, 4)
+    assert TrainConfig.from_preset("tiny", max_steps=1500, i_ar=300, i_perm=900).schedule == \
+        ProgressiveSchedule(300, 900, 4)
+    assert TrainConfig.from_preset("gpt2-small", max_steps=100_000).schedule == ProgressiveSchedule(9000, 48_000, 32)
+    assert TrainConfig.from_preset("tiny", i_ar=1).i_ar_steps == 1  # an int is one step, not all of them
+    assert TrainConfig.from_preset("tiny", i_ar=0.0, i_perm=1.0).schedule == ProgressiveSchedule(0, 600, 4)
+    with pytest.raises(ValueError, match=r"i_ar=1.5: a float is a fraction of max_steps and must lie in \[0, 1\]"):
+        TrainConfig.from_preset(i_ar=1.5)
+    with pytest.raises(ValueError, match=r"i_perm=0.75 must be >= i_ar=0.8 \(steps 450 < 480\)"):
+        TrainConfig.from_preset(i_ar=0.8)
+    with pytest.raises(ValueError, match="rho=1 displaces no token"):
+        TrainConfig.from_preset(rho=1)
+    assert (parse_step("300"), parse_step("0.25"), parse_step("25%"), parse_step("1.0")) == (300, 0.25, 0.25, 1.0)
+    assert isinstance(parse_step("300"), int) and isinstance(parse_step("1.0"), float)
+    with pytest.raises(ValueError, match="expected a step"):
+        parse_step("a third")
+    args = _arg_parser().parse_args(["--i-ar", "0.2", "--i-perm", "900"])
+    assert (args.i_ar, args.i_perm) == (0.2, 900)
 
 
 def test_bad_requests_are_explained(tmp_path):

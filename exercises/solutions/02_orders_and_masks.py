@@ -49,11 +49,17 @@ def strided(n, streams):
     return order[None], blocks[None]  # (1, N) each
 
 
-# Exercise 02.6: left to right except k random slots, permuted among themselves
+# Exercise 02.6: left to right except that exactly k tokens leave their slot (a derangement of k slots)
 def shuffle_tokens(batch, n, k, generator):
+    if k == 1:
+        raise ValueError("k=1: one token cannot leave its slot alone (the smallest shuffle is a swap)")
     order = torch.arange(n).repeat(batch, 1)  # (B, N)
     for row in range(batch):
         slots = torch.randperm(n, generator=generator)[:k]  # k distinct slots, uniformly chosen
-        order[row, slots] = order[row, slots[torch.randperm(k, generator=generator)]]
+        while True:  # rejection sampling: a uniform permutation of the k slots until none stays put
+            perm = torch.randperm(k, generator=generator)  # (k,)
+            if not (perm == torch.arange(k)).any():  # a derangement (k = 0: the empty one, at once)
+                break
+        order[row, slots] = order[row, slots[perm]]
     blocks = torch.arange(1, n + 1).repeat(batch, 1)  # singleton blocks
     return order, blocks

@@ -25,10 +25,10 @@ def lr_at(cfg, step):
 def k_at(step, i_ar, i_perm, rho):
     if step < i_ar:
         return 0  # pure left to right first
-    if step >= i_perm or rho <= 1:
-        return rho  # the ramp is over (or there is nothing to ramp)
+    if step >= i_perm or rho <= 2:
+        return rho  # the ramp is over (or there is nothing to ramp: rho is 0 or 2)
     frac = (step - i_ar) / (i_perm - i_ar)  # in [0, 1)
-    return 1 + int(frac * (rho - 1))  # linear ramp 1 -> rho, rounded down
+    return 2 + int(frac * (rho - 2))  # linear ramp 2 -> rho (the smallest shuffle is a swap), rounded down
 
 
 # Exercise 05.3: B training windows of n tokens at uniform random offsets of a 1-D token stream

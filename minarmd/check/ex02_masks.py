@@ -1,9 +1,12 @@
 """Checkers for exercises/02_orders_and_masks.ipynb: generation orders, blocks and attention masks."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 
-from . import CheckFailed, attempt, exercise, expect_raises, expect_tensor, same
+from . import (CheckFailed, NotAttempted, attempt, exercise, expect_raises, expect_tensor, hinted, same,
+               where_raised)
 from ..masks import block_causal_mask, strictly_causal_mask, to_original_order
 from ..permutation import left_to_right, order_from_mask_times, random_order, strided_order
 
@@ -186,6 +189,40 @@ def _singletons_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
     return None
 
 
+def _derangements(k: int) -> list[list[int]]:
+    """Every permutation of 0..k-1 with no fixed point, in lexicographic order (k = 3: 2, k = 4: 9)."""
+    return [list(p) for p in itertools.permutations(range(k)) if all(p[i] != i for i in range(k))]
+
+
+def _moved_hint(moved: int, k: int) -> str:
+    if moved < k:
+        return ("a uniform permutation of the k slots, not a derangement: some rows move fewer than k tokens "
+                "(a chosen token can land in its own slot again; draw again until none does)")
+    if k == 0:
+        return "k=0 is left to right: every token stays in its slot"
+    return "more than k tokens left their slot: only the k chosen slots may change"
+
+
+def _k1_refused(fn) -> None:
+    """k = 1 must raise ValueError: no order moves exactly one token (the smallest shuffle is a swap)."""
+    case = "batch=2, n=5, k=1, generator seeded 0"
+    try:
+        got = fn(2, 5, 1, torch.Generator().manual_seed(0))
+    except NotImplementedError as err:
+        raise NotAttempted(str(err)) from None
+    except ValueError:
+        return
+    except Exception as err:  # noqa: BLE001 - any other error of the learner's code is reported
+        place = where_raised(err)
+        raise CheckFailed(f"raised {type(err).__name__} for {case}, expected ValueError"
+                          + (f"\n{place}" if place else "")) from None
+    ltr = isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[0], torch.Tensor) \
+        and same(got[0], left_to_right(2, 5)[0])
+    raise CheckFailed(hinted(f"returned without an error for {case}; it should raise ValueError",
+                             "k=1: one token cannot leave its slot alone (the smallest shuffle is a swap, k=2), "
+                             "so raise ValueError" + (" instead of returning left to right" if ltr else "")))
+
+
 @exercise("02.6", "k shuffled tokens", difficulty=3, importance=3, minutes=20)
 def check_shuffle(fn):
     def call(batch, n, k, seed):
@@ -202,40 +239,60 @@ def check_shuffle(fn):
             row = int((order.sort(dim=1).values != ltr_order).any(dim=1).nonzero()[0])
             raise CheckFailed(f"order: row {row} is {order[row].tolist()[:12]}, not a permutation of 0..{n - 1} "
                               f"(case: {case})")
-        moved = (order != ltr_order).sum(dim=1)  # (batch,) slots off the left-to-right order
-        if (moved > k).any():
-            row = int((moved > k).nonzero()[0])
-            raise CheckFailed(f"order: row {row} moves {int(moved[row])} tokens, at most k={k} may leave "
-                              f"their left-to-right slot: {order[row].tolist()[:12]} (case: {case})")
+        moved = (order != ltr_order).sum(dim=1)  # (batch,) tokens off their left-to-right slot
+        if (moved != k).any():
+            row = int((moved != k).nonzero()[0])
+            raise CheckFailed(hinted(f"order: row {row} moves {int(moved[row])} tokens, exactly k={k} must leave "
+                                     f"their left-to-right slot: {order[row].tolist()[:12]} (case: {case})",
+                                     _moved_hint(int(moved[row]), k)))
         return order, case
 
-    for n, k in ((1, 0), (1, 1), (5, 0), (5, 1)):  # k <= 1 is left to right
-        order, case = call(2, n, k, 0)
-        expect_tensor("order", order, left_to_right(2, n)[0], case=case + ": k <= 1 shuffles nothing")
+    def frequencies(order: torch.Tensor, k: int) -> list[float]:
+        """How often each derangement of 0..k-1 (lexicographic) appears among the rows."""
+        return [float((order == torch.tensor(d)).all(dim=1).double().mean()) for d in _derangements(k)]
+
+    for n in (5, 1, 2, 8):  # k = 0 is left to right
+        call(2, n, 0, 0)
+    for n, k in ((2, 2), (5, 2), (5, 5), (10, 3), (10, 7), (12, 12)):  # exactly k tokens move, in every row
+        call(8, n, k, n + k)
+    _k1_refused(fn)
     # the generator is the only source of randomness: the same seed gives the same orders
     first, case = call(6, 10, 4, 1)
     again, _ = call(6, 10, 4, 1)
     if not torch.equal(first, again):
         raise CheckFailed(f"order: two calls with generators seeded alike gave different orders; draw every "
                           f"random number with generator=... (case: {case})")
-    # k = n: a uniform permutation of everything (all 3! = 6 orders about equally often)
-    order, case = call(1200, 3, 3, 2)
-    perms = (order * torch.tensor([9, 3, 1])).sum(dim=1)  # (1200,) a code per permutation
-    freq = torch.stack([(perms == c).double().mean() for c in perms.unique()])  # (number of distinct orders,)
-    if len(freq) != 6 or freq.min() < 0.12 or freq.max() > 0.22:
-        raise CheckFailed(f"order: with k = n = 3 the 6 permutations should each appear about 1/6 of the time, "
-                          f"got {len(freq)} distinct ones with frequencies {[round(float(f), 3) for f in freq]} "
-                          f"(case: {case})")
-    # k = 2 of n = 5: the two slots are a uniform random pair, swapped or not with probability 1/2
-    order, case = call(2000, 5, 2, 3)
-    same = (order == torch.arange(5)).all(dim=1).double().mean()
-    if not 0.4 <= same <= 0.6:
-        raise CheckFailed(f"order: with k=2 the two chosen slots keep their order half of the time (a random "
-                          f"permutation of 2), got left-to-right rows {float(same):.3f} of the time (case: {case})")
-    moved = (order != torch.arange(5)).double().mean(dim=0)  # (5,) P(slot moved), 2/5 * 1/2 = 0.2 each
-    if moved.min() < 0.15 or moved.max() > 0.25:
-        raise CheckFailed(f"order: every slot should be among the k shuffled ones equally often (moved 20 % of "
-                          f"the time for k=2, n=5), got per slot {[round(float(m), 3) for m in moved]}; "
+    # Uniformity. A correct answer draws other random numbers than the library, so its frequencies
+    # are binomial: a frequency p over R rows has std sqrt(p (1 - p) / R), and each check allows 5 std
+    # (one frequency leaves it by chance with probability 6e-7, one of the 16 below with under 1e-5).
+    # The wrong answers are far outside: a missing derangement has frequency 0, a window moves an end
+    # slot 1/4 of the time instead of 2/5.
+    rows = 2000
+    # k = n = 3: the 2 derangements [1, 2, 0] and [2, 0, 1], each 1/2 (std 0.011, tolerance 0.056)
+    order, case = call(rows, 3, 3, 2)
+    freq, tol = frequencies(order, 3), 5 * (0.5 * 0.5 / rows) ** 0.5
+    if max(abs(f - 1 / 2) for f in freq) > tol:
+        raise CheckFailed(f"order: with k = n = 3 the 2 derangements [1, 2, 0] and [2, 0, 1] should each appear "
+                          f"about 1/2 of the time, got {[round(f, 3) for f in freq]} (case: {case})")
+    # k = n = 4: the 9 derangements, each 1/9 (std 0.0070, tolerance 0.035): 6 are 4-cycles, 3 double swaps
+    order, case = call(rows, 4, 4, 3)
+    freq, tol = frequencies(order, 4), 5 * (1 / 9 * 8 / 9 / rows) ** 0.5
+    if max(abs(f - 1 / 9) for f in freq) > tol:
+        no_swaps = not bool((order.gather(1, order) == torch.arange(4)).all(dim=1).any())  # no involution
+        hint = ("every row is one 4-cycle (a roll of the chosen slots?): a uniform derangement is also a "
+                "product of two swaps, 3 of the 9 for k=4; draw uniform permutations until one has no fixed "
+                "point") if no_swaps else None
+        raise CheckFailed(hinted(f"order: with k = n = 4 the 9 derangements {_derangements(4)} should each appear "
+                                 f"about 1/9 = 0.111 of the time, got {[round(f, 3) for f in freq]} (case: {case})",
+                                 hint))
+    # k = 2 of n = 5: always a swap (checked above), of a uniform pair: every slot moves 2/5 of the time
+    # (std 0.011, tolerance 0.055)
+    order, case = call(rows, 5, 2, 4)
+    moved = (order != torch.arange(5)).double().mean(dim=0)  # (5,) how often each slot moved
+    tol = 5 * (0.4 * 0.6 / rows) ** 0.5
+    if (moved - 0.4).abs().max() > tol:
+        raise CheckFailed(f"order: every slot should be among the k shuffled ones equally often (moved 2/5 = 0.4 "
+                          f"of the time for k=2, n=5), got per slot {[round(float(m), 3) for m in moved]}; "
                           f"choose the k slots uniformly among all n (case: {case})")
-    return ("singleton blocks, permutations moving at most k slots, k <= 1 left to right, "
-            "seeded draws reproducible, uniform slots and permutations")
+    return ("singleton blocks, permutations moving exactly k tokens, k = 0 left to right, k = 1 refused, "
+            "seeded draws reproducible, uniform slots and derangements")

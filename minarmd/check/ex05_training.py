@@ -59,7 +59,7 @@ def check_lr(fn):
 
 @exercise("05.2", "progressive schedule k(step)", difficulty=2, importance=3, minutes=15)
 def check_k(fn):
-    schedules = [(200, 450, 4), (0, 10, 4), (5, 5, 3), (3, 9, 1), (3, 9, 0), (10, 60, 32), (9000, 48000, 32)]
+    schedules = [(200, 450, 4), (0, 10, 4), (5, 5, 3), (3, 9, 2), (3, 9, 0), (10, 60, 32), (9000, 48000, 32)]
     count = 0
     for i_ar, i_perm, rho in schedules:
         ref = ProgressiveSchedule(i_ar, i_perm, rho)
@@ -74,9 +74,13 @@ def check_k(fn):
             if got != ref.k(step):
                 hint = None
                 if step == i_ar and got == 0:
-                    hint = "shuffling starts AT step i_ar, with k = 1 (< vs <=, or a ramp starting at 0?)"
+                    hint = ("shuffling starts AT step i_ar, with k = 2 (the smallest shuffle is a swap): "
+                            "< vs <=, or a ramp starting at 0?")
+                elif got == 1:
+                    hint = ("k = 1 never happens (one token cannot leave its slot alone): the ramp starts at 2, "
+                            "k = 2 + floor(frac x (rho - 2))")
                 elif abs(got - ref.k(step)) == 1:
-                    hint = "k is off by one inside the ramp: it starts at 1 and rounds down (int(), not round())"
+                    hint = "k is off by one inside the ramp: it starts at 2 and rounds down (int(), not round())"
                 raise CheckFailed(hinted(f"k: got {got}, expected {ref.k(step)} (case: {case})", hint))
             count += 1
     return f"{count} steps of {len(schedules)} schedules match minarmd.permutation.ProgressiveSchedule.k"
