@@ -12,9 +12,10 @@ protocol (``evaluate.py``).
 Every variant is trained once per ``--seeds`` (default 0 1 2; a seed is never picked for its
 result) and scored on the first 1024 held-out windows (``--eval-windows``; all when fewer). A cell reads
 ``mean ± std over seeds [s.e. over windows]``; the gap rows compare two variants seed by seed on
-the same windows (``evaluate.paired_difference``). Runs live in ``--out/EXPERIMENT/DATA-VARIANT-sSEED``:
-a finished run is reused (and its evaluation cached), an interrupted one resumed, so re-running the
-command only computes what is missing. The claims under test (paper, Tables 1 and 5): with a small
+the same windows (``evaluate.paired_difference``). Runs live in ``--out/runs/DATA-VARIANT-sSEED``,
+shared by the experiments (``armd-rho4`` of ``table1`` is ``armd-rho4`` of ``rho``): a finished run
+is reused (and its evaluation cached), an interrupted one resumed, so re-running a command only
+computes what is missing. The claims under test (paper, Tables 1 and 5): with a small
 ρ, ARMD's exact left-to-right NLL is close to AR's; with ρ = N its random-order NELBO is below the
 MDM bound. Each run writes ``table.md`` (the command first) and ``results.json`` under ``--out``.
 """
@@ -224,17 +225,17 @@ def rho_figure(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def copy_sanity(out: Path, steps: int, draws: int, seed: int) -> dict:
+def copy_sanity(runs: Path, steps: int, draws: int, seed: int) -> dict:
     """Copy task, L = 4, L2s = 2, trained on T = 8 masking trajectories; floor and single == T-pass."""
     T = 8
-    row = run_one(out / f"copy-armd-s{seed}", None, draws, T, seed, model="armd", data="copy", order="mask",
+    row = run_one(runs / f"copy-armd-s{seed}", None, draws, T, seed, model="armd", data="copy", order="mask",
                   mask_T=T, n_layer=4, n_two_stream=2, seq_len=32, max_steps=steps, i_ar=0, i_perm=0, rho=0)
     # floor under T-step masking: each copy pair costs log V once, twice when both land in one block
     data = load_data("copy")
     p = masking_probs(alpha_schedule("linear", T))
     n = 32
     floor_mask = (n / 2) * math.log(data.vocab_size) * (1 + float((p ** 2).sum())) / n
-    model, _, _ = load_model(out / f"copy-armd-s{seed}" / "ckpt.pt")
+    model, _, _ = load_model(runs / f"copy-armd-s{seed}" / "ckpt.pt")
     model = model.double()
     x = data.eval_windows(n, 4)
     tau = sample_mask_times(alpha_schedule("linear", T), tuple(x.shape), torch.Generator().manual_seed(0))
@@ -269,11 +270,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _run(args: argparse.Namespace, command: str) -> list[dict]:
-    out = Path(args.out) / args.experiment
+    out, runs = Path(args.out) / args.experiment, Path(args.out) / "runs"  # tables; runs shared by experiments
     if len(args.seeds) < 3:
         print(f"note: {len(args.seeds)} seed(s): no spread over seeds; comparisons need --seeds 0 1 2 or more")
     if args.experiment == "copy":
-        rows = [copy_sanity(out, args.max_steps, args.draws, seed) for seed in args.seeds]
+        rows = [copy_sanity(runs, args.max_steps, args.draws, seed) for seed in args.seeds]
         groups = {("copy", "armd"): rows}
     else:
         default = {"table1": list(TEXTS), "table": ["shakespeare", "markov"]}.get(args.experiment, ["shakespeare"])
@@ -290,7 +291,7 @@ def _run(args: argparse.Namespace, command: str) -> list[dict]:
             for name, overrides in table.items():
                 if args.variants and name not in args.variants:
                     continue
-                groups[(data, name)] = [run_one(out / f"{data}-{name}-s{seed}", windows, args.draws, args.T, seed,
+                groups[(data, name)] = [run_one(runs / f"{data}-{name}-s{seed}", windows, args.draws, args.T, seed,
                                                 preset=args.preset, data=data, max_steps=args.max_steps,
                                                 **overrides) for seed in args.seeds]
     rows = [r for group in groups.values() for r in group]
@@ -300,10 +301,10 @@ def _run(args: argparse.Namespace, command: str) -> list[dict]:
             + format_rows(groups))
     if args.experiment != "copy" and any(_role(rows) == "any-order" for rows in groups.values()):
         text += "\n\n" + format_gaps(groups)
+    out.mkdir(parents=True, exist_ok=True)
     if args.experiment == "rho":
         rho_figure(groups, out / "rho_tradeoff.png")
         text += f"\n\n![the rho trade-off]({out / 'rho_tradeoff.png'})"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text + "\n")
     serial = [{**r, "estimates": {p: {k: v for k, v in asdict(e).items() if k != "per_window"}
                                   for p, e in r["estimates"].items()}} for r in rows]

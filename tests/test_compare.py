@@ -40,11 +40,16 @@ def test_rho_experiment_seeds_windows_reuse_and_figure(fast_preset, tmp_path, ca
     saved = json.loads((out / "results.json").read_text())
     assert len(saved) == 8 and "per_window" not in saved[0]["estimates"]["l2r"]
     # a second call reuses the finished runs and their cached evaluations: nothing is retrained
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/ckpt.pt")}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/ckpt.pt")}
+    assert len(stamps) == 8  # runs live in OUT/runs, shared by the experiments
     again = compare.main(argv)
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*/ckpt.pt")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/ckpt.pt")} == stamps
     nats = lambda rs: [{p: e.nats for p, e in r["estimates"].items()} for r in rs]  # noqa: E731
     assert nats(again) == nats(rows)
+    # another experiment with the same variants reuses the same runs
+    table1 = compare.main([a if a != "rho" else "table1" for a in argv[:-5]] + ["--variants", "ar", "mdm", "--data", "shakespeare"])
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/ckpt.pt")} == stamps
+    assert nats(table1) == nats(again)[:4] and (tmp_path / "table1" / "table.md").exists()
     # a changed setting that changes what a run learns retrains it
     assert compare._same_run(train_config.TrainConfig.from_preset("fast-test", model="armd", rho=4, out="x"),
                              json.loads(json.dumps(vars(train_config.TrainConfig.from_preset(
