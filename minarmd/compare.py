@@ -69,33 +69,54 @@ def _same_run(cfg: TrainConfig, saved: dict) -> list[str]:
     return [f.name for f in fields(cfg) if f.name not in skip and plain(saved.get(f.name)) != getattr(cfg, f.name)]
 
 
+RECORD = "record.json"  # per run: config, summary and estimates (what a table needs, without the checkpoint)
+
+
+def _record(out: Path) -> dict | None:
+    return json.loads((out / RECORD).read_text()) if (out / RECORD).exists() else None
+
+
 def train_or_reuse(cfg: TrainConfig) -> dict:
-    """Train ``cfg`` (its summary), reusing a finished run in ``cfg.out`` and resuming an interrupted one."""
+    """Train ``cfg`` (its summary), reusing a finished run in ``cfg.out`` and resuming an interrupted one.
+
+    A folder holding only ``record.json`` (a run whose checkpoint was not kept, e.g. the records committed
+    under ``benchmarks/compare``) counts as finished when its config matches."""
     out = Path(cfg.out)
-    summary_path, ckpt_path = out / "summary.json", out / "ckpt.pt"
+    summary_path, ckpt_path, record = out / "summary.json", out / "ckpt.pt", _record(out)
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
         differ = _same_run(cfg, saved["config"])
-        if not differ and saved["step"] == cfg.max_steps and summary_path.exists():
-            return json.loads(summary_path.read_text())
+        if not differ and saved["step"] == cfg.max_steps and (summary_path.exists() or record):
+            return json.loads(summary_path.read_text()) if summary_path.exists() else record["summary"]
         if not differ and saved["step"] < cfg.max_steps:
             print(f"resuming {out} from step {saved['step']}")
             summary = train_model(cfg, resume=True)
         else:
             print(f"retraining {out}: " + (f"its config differs in {differ}" if differ else "no summary.json"))
             summary = train_model(cfg, overwrite=True)
+    elif record and not _same_run(cfg, record["config"]) and record["summary"]["steps"] == cfg.max_steps:
+        return record["summary"]
     else:
         summary = train_model(cfg, overwrite=True)
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
 
 
+def _estimate_key(cfg: TrainConfig, windows: torch.Tensor, draws: int, T: int) -> str:
+    return f"windows={tuple(windows.shape)} sum={int(windows.sum())} draws={draws} T={T} {cfg.mask_schedule}"
+
+
 def evaluate_run(model, cfg: TrainConfig, windows: torch.Tensor, draws: int, T: int) -> dict[str, Estimate]:
-    """Every protocol of ``model`` (trained by ``cfg``), cached in ``cfg.out/estimates.json`` per setting."""
-    key = f"windows={tuple(windows.shape)} sum={int(windows.sum())} draws={draws} T={T} {cfg.mask_schedule}"
+    """Every protocol of ``model`` (trained by ``cfg``), cached in ``cfg.out/estimates.json`` per setting
+    (read from ``record.json`` too; ``model`` may be None when the cache holds the setting)."""
+    key = _estimate_key(cfg, windows, draws, T)
     cache_path = Path(cfg.out) / "estimates.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = {**(_record(Path(cfg.out)) or {}).get("estimates", {}), **cache}
     if key not in cache:
+        if model is None:
+            raise ValueError(f"{cfg.out} holds a record of its run but no ckpt.pt, and no estimates for {key}: "
+                             f"evaluate with the recorded settings, or delete {RECORD} there to retrain")
         results = evaluate(model, windows, DEFAULT_PROTOCOLS[cfg.model], draws=draws, T=T,
                            schedule=cfg.mask_schedule)
         cache[key] = {p: asdict(e) for p, e in results.items()}
@@ -105,21 +126,28 @@ def evaluate_run(model, cfg: TrainConfig, windows: torch.Tensor, draws: int, T: 
 
 def run_one(out: Path, windows: torch.Tensor | None, draws: int, T: int, seed: int, eval_windows: int | None = None,
             **overrides) -> dict:
-    """Train (or reuse) one seed of one variant, then evaluate it under every protocol; one table row."""
+    """Train (or reuse) one seed of one variant, then evaluate it under every protocol; one table row.
+    Writes ``record.json``: the config, summary and this evaluation, enough to rebuild the row."""
     cfg = TrainConfig.from_preset(out=str(out), eval_every=0, seed=seed, **overrides)
     summary = train_or_reuse(cfg)
     data = load_data(cfg.data, tokenizer=cfg.tokenizer, data_dir=cfg.data_dir)
     if windows is None:
         windows = data.eval_windows(cfg.seq_len, eval_windows)
-    model, _, _ = load_model(out / "ckpt.pt")
+    model = load_model(out / "ckpt.pt")[0] if (out / "ckpt.pt").exists() else None
+    estimates = evaluate_run(model, cfg, windows, draws, T)
+    n_two_stream = getattr(model.cfg, "n_two_stream", None) if model is not None else _record(out)["n_two_stream"]
+    config = {k: v for k, v in asdict(cfg).items() if k != "out"}
+    (out / RECORD).write_text(json.dumps({"config": config, "n_two_stream": n_two_stream, "summary": summary,
+                                          "estimates": {_estimate_key(cfg, windows, draws, T): {
+                                              p: {**asdict(e), "per_window": [float(f"{v:.7g}") for v in e.per_window]}
+                                              for p, e in estimates.items()}}}))
     return {"data": cfg.data, "model": cfg.model, "seed": seed, "params": summary["num_params"],
-            "n_two_stream": getattr(model.cfg, "n_two_stream", None),  # ARMD's alone
+            "n_two_stream": n_two_stream,  # ARMD's alone
             "rho": cfg.rho if get_kind(cfg.model).orders else None,
             "train_s": summary["train_time_s"], "tokens_per_s": summary["tokens_per_s"],
             "steps": cfg.max_steps, "tokens": cfg.max_steps * cfg.batch_size * cfg.grad_accum * cfg.seq_len,
             "chars_per_token": data.chars_per_token, "kind": data.kind,
-            "true_nll": data.true_nll(cfg.seq_len) if data.true_nll else None,
-            "estimates": evaluate_run(model, cfg, windows, draws, T), "T": T}
+            "true_nll": data.true_nll(cfg.seq_len) if data.true_nll else None, "estimates": estimates, "T": T}
 
 
 def _spread(values: list[float]) -> float:

@@ -50,6 +50,17 @@ def test_rho_experiment_seeds_windows_reuse_and_figure(fast_preset, tmp_path, ca
     table1 = compare.main([a if a != "rho" else "table1" for a in argv[:-5]] + ["--variants", "ar", "mdm", "--data", "shakespeare"])
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/ckpt.pt")} == stamps
     assert nats(table1) == nats(again)[:4] and (tmp_path / "table1" / "table.md").exists()
+    # a run kept only as record.json (no checkpoint, as committed under benchmarks/compare) rebuilds its row
+    for run in (tmp_path / "runs").iterdir():
+        for name in ("ckpt.pt", "estimates.json", "summary.json"):
+            (run / name).unlink()
+    recorded = compare.main(argv)
+    assert not list((tmp_path / "runs").glob("*/ckpt.pt"))  # nothing retrained
+    for old, new in zip(nats(rows), nats(recorded)):
+        assert old.keys() == new.keys() and all(abs(old[p] - new[p]) < 1e-6 for p in old)  # 7 digits kept
+    with pytest.raises(SystemExit):  # other evaluation settings need the model: one clear error
+        compare.main([a if a != "2" else "3" for a in argv])
+    assert "holds a record of its run but no ckpt.pt" in capsys.readouterr().err
     # a changed setting that changes what a run learns retrains it
     assert compare._same_run(train_config.TrainConfig.from_preset("fast-test", model="armd", rho=4, out="x"),
                              json.loads(json.dumps(vars(train_config.TrainConfig.from_preset(
