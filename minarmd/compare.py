@@ -76,6 +76,16 @@ def _record(out: Path) -> dict | None:
     return json.loads((out / RECORD).read_text()) if (out / RECORD).exists() else None
 
 
+def finished(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.out`` holds this run finished: a checkpoint at max_steps with its summary, or a record."""
+    out, record = Path(cfg.out), _record(Path(cfg.out))
+    if (out / "ckpt.pt").exists():
+        saved = load_checkpoint(out / "ckpt.pt")
+        return (not _same_run(cfg, saved["config"]) and saved["step"] == cfg.max_steps
+                and ((out / "summary.json").exists() or record is not None))
+    return record is not None and not _same_run(cfg, record["config"]) and record["summary"]["steps"] == cfg.max_steps
+
+
 def train_or_reuse(cfg: TrainConfig) -> dict:
     """Train ``cfg`` (its summary), reusing a finished run in ``cfg.out`` and resuming an interrupted one.
 
@@ -169,8 +179,9 @@ def format_rows(groups: dict[tuple[str, str], list[dict]]) -> str:
                  f"{statistics.mean(x['tokens_per_s'] for x in rows):.0f}"]
         for p in COLUMNS:
             ests = [x["estimates"][p] for x in rows if p in x["estimates"]]
-            cells.append("" if not ests else f"{statistics.mean(e.nats for e in ests):.4f} ± "
-                         f"{_spread([e.nats for e in ests]):.4f} [{statistics.mean(e.se_windows for e in ests):.4f}]")
+            spread = f" ± {_spread([e.nats for e in ests]):.4f}" if len(ests) > 1 else " (1 seed)"
+            cells.append("" if not ests else f"{statistics.mean(e.nats for e in ests):.4f}{spread} "
+                         f"[{statistics.mean(e.se_windows for e in ests):.4f}]")
         best = statistics.mean(min(e.nats for e in x["estimates"].values()) for x in rows)
         if extra:
             cells += [f"{r['true_nll']:.4f}" if r["true_nll"] is not None else "",
@@ -199,7 +210,7 @@ def gap(rows: list[dict], protocol: str, ref_rows: list[dict], ref_protocol: str
     """Relative gap (a - ref) / ref in % per seed on shared windows: mean, std over seeds, paired s.e."""
     ref = {r["seed"]: r for r in ref_rows}
     pairs = [(r["estimates"][protocol], ref[r["seed"]]["estimates"][ref_protocol]) for r in rows
-             if r["seed"] in ref and protocol in r["estimates"]]
+             if r["seed"] in ref and protocol in r["estimates"]]  # the seeds both variants have
     rel = [100 * (a.nats - b.nats) / b.nats for a, b in pairs]
     se = [100 * paired_difference(a, b)[1] / b.nats for a, b in pairs]
     return {"mean": statistics.mean(rel), "std": _spread(rel), "se": statistics.mean(se), "seeds": len(rel)}
@@ -216,8 +227,9 @@ def format_gaps(groups: dict[tuple[str, str], list[dict]]) -> str:
             ref = _reference(groups, data, role)
             if ref is not None:
                 g = gap(rows, proto, ref, ref_proto)
-                lines.append(f"| {data} | {variant}: {what} | {g['mean']:+.2f} ± {g['std']:.2f} [{g['se']:.2f}] "
-                             f"({g['seeds']} seeds) |")
+                spread = f" ± {g['std']:.2f}" if g["seeds"] > 1 else ""
+                lines.append(f"| {data} | {variant}: {what} | {g['mean']:+.2f}{spread} [{g['se']:.2f}] "
+                             f"({g['seeds']} seed{'s' if g['seeds'] > 1 else ''}) |")
     return "\n".join(lines)
 
 
@@ -292,6 +304,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--draws", type=int, default=4, help="Monte Carlo draws of the NELBO protocols")
     parser.add_argument("--T", type=int, default=8, help="masking steps of the 'mask' protocol")
     parser.add_argument("--out", default="runs/compare")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: tabulate the seeds whose runs are finished (checkpoint or record.json)")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = "python -m minarmd.compare " + " ".join(shlex.quote(a) for a in argv)  # printed above the table
     return run_cli(parser, argv, lambda args: _run(args, command))
@@ -300,7 +314,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def _run(args: argparse.Namespace, command: str) -> list[dict]:
     out, runs = Path(args.out) / args.experiment, Path(args.out) / "runs"  # tables; runs shared by experiments
     if len(args.seeds) < 3:
-        print(f"note: {len(args.seeds)} seed(s): no spread over seeds; comparisons need --seeds 0 1 2 or more")
+        print(f"note: {len(args.seeds)} seed(s): a comparison needs at least 3 (--seeds 0 1 2)")
     if args.experiment == "copy":
         rows = [copy_sanity(runs, args.max_steps, args.draws, seed) for seed in args.seeds]
         groups = {("copy", "armd"): rows}
@@ -319,9 +333,18 @@ def _run(args: argparse.Namespace, command: str) -> list[dict]:
             for name, overrides in table.items():
                 if args.variants and name not in args.variants:
                     continue
-                groups[(data, name)] = [run_one(runs / f"{data}-{name}-s{seed}", windows, args.draws, args.T, seed,
-                                                preset=args.preset, data=data, max_steps=args.max_steps,
-                                                **overrides) for seed in args.seeds]
+                kw = dict(preset=args.preset, data=data, max_steps=args.max_steps, **overrides)
+                seeds = args.seeds
+                if args.finished_only:  # a table of what exists: the seeds column says how many each row has
+                    seeds = [seed for seed in seeds if finished(TrainConfig.from_preset(
+                        out=str(runs / f"{data}-{name}-s{seed}"), eval_every=0, seed=seed, **kw))]
+                    print(f"{data}-{name}: finished seeds {seeds} of {args.seeds}")
+                if seeds:
+                    groups[(data, name)] = [run_one(runs / f"{data}-{name}-s{seed}", windows, args.draws, args.T,
+                                                    seed, **kw) for seed in seeds]
+    if not groups:
+        raise ValueError(f"no finished runs in {runs} for these variants and seeds (drop --finished-only to train "
+                         f"them)")
     rows = [r for group in groups.values() for r in group]
     windows = rows[0]["estimates"][next(iter(rows[0]["estimates"]))].windows
     text = (f"`{command}`\n\n{args.max_steps} steps per run, preset {args.preset}, seeds {args.seeds}; cells: mean ± "

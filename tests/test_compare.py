@@ -26,7 +26,7 @@ def test_rho_experiment_seeds_windows_reuse_and_figure(fast_preset, tmp_path, ca
         ("armd", 0, 0), ("armd", 0, 1), ("armd", 32, 0), ("armd", 32, 1)}
     out = tmp_path / "rho"
     text = (out / "table.md").read_text()
-    assert "note: 2 seed(s)" in capsys.readouterr().out
+    assert "note: 2 seed(s): a comparison needs at least 3" in capsys.readouterr().out
     assert "mean ± std over seeds" in text and "6 held-out windows" in text and "armd-rho32" in text
     assert "exact NLL l2r vs AR" in text and "NELBO random orders vs MDM NELBO" in text
     assert (out / "rho_tradeoff.png").stat().st_size > 10_000
@@ -61,6 +61,13 @@ def test_rho_experiment_seeds_windows_reuse_and_figure(fast_preset, tmp_path, ca
     with pytest.raises(SystemExit):  # other evaluation settings need the model: one clear error
         compare.main([a if a != "2" else "3" for a in argv])
     assert "holds a record of its run but no ckpt.pt" in capsys.readouterr().err
+    # --finished-only trains nothing: seed 2 is missing, so every row keeps its 2 seeds, and a variant without
+    # any finished run is left out
+    partial = compare.main([a for a in argv if a not in ("armd-rho32",)] + ["--finished-only", "--seeds", "0", "1", "2"]
+                           + ["--variants", "ar", "armd-rho4"])
+    assert {(r["model"], r["seed"]) for r in partial} == {("ar", 0), ("ar", 1)}
+    assert "shakespeare-ar: finished seeds [0, 1] of [0, 1, 2]" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "shakespeare-ar-s2").exists() and not list((tmp_path / "runs").glob("*/ckpt.pt"))
     # a changed setting that changes what a run learns retrains it
     assert compare._same_run(train_config.TrainConfig.from_preset("fast-test", model="armd", rho=4, out="x"),
                              json.loads(json.dumps(vars(train_config.TrainConfig.from_preset(
