@@ -53,13 +53,14 @@ def tasks(seeds, n_ar, ks, freeze, sbp_steps):
         out.append((0, f"s{s}/gpt{n_ar + max(ks)}", dict(model="ar", seed=s, max_steps=n_ar + max(ks))))
         out.append((0, f"s{s}/mdm", dict(model="mdm", seed=s, max_steps=n_ar + max(ks))))
         for k in ks:
-            out.append((0, f"s{s}/scratch{k}", dict(model="armd", seed=s, **_curriculum(n_ar + k))))
+            # from scratch with the PE init every fresh ARMD had when this study ran (random, d_pe 64)
+            out.append((0, f"s{s}/scratch{k}", dict(model="armd", seed=s, pe_init="random", **_curriculum(n_ar + k))))
             warm = dict(model="armd", seed=s, **_curriculum(k), warmup=max(1, k // 10), freeze_pretrained=freeze,
                         init_from_ar=f"s{s}/gpt")
-            out.append((1, f"s{s}/adapt{k}", dict(warm, d_pe=129, adapt_pe_init="neighbours")))
-            out.append((1, f"s{s}/adaptrandom{k}", dict(warm, adapt_pe_init="random")))
+            out.append((1, f"s{s}/adapt{k}", dict(warm, pe_init="neighbours")))
+            out.append((1, f"s{s}/adaptrandom{k}", dict(warm, pe_init="random")))
             if k == max(ks):  # the same adaptation towards uniformly random orders: rho = N
-                out.append((1, f"s{s}/adaptN{k}", dict(warm, d_pe=129, adapt_pe_init="neighbours", rho=128)))
+                out.append((1, f"s{s}/adaptN{k}", dict(warm, pe_init="neighbours", rho=128)))
         for base in (f"scratch{max(ks)}", f"adapt{max(ks)}"):
             out.append((2, f"s{s}/{base}_sbp", dict(sbp_from=f"s{s}/{base}", max_steps=sbp_steps)))
     return out

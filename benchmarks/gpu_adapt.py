@@ -61,7 +61,7 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp())
     hf.save_pretrained(work / "source")
-    shape = dict(n_layer=2, n_head=2, n_embd=32, seq_len=64, d_pe=65, compile=False, bf16=False) if args.smoke else {}
+    shape = dict(n_layer=2, n_head=2, n_embd=32, seq_len=64, compile=False, bf16=False) if args.smoke else {}
     steps, skip = (3, 1) if args.smoke else (args.steps, args.skip)
     cfg = TrainConfig.from_preset("gpt2-small-adapt", data="shakespeare", init_from_hf=str(work / "source"),
                                   max_steps=steps, batch_size=args.batch, grad_accum=1, warmup=min(10, steps),

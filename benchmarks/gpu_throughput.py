@@ -46,7 +46,7 @@ from minarmd.train_config import TrainConfig  # noqa: E402
 
 RUNS = {"armd": dict(model="armd"), "ar": dict(model="ar"), "mdm": dict(model="mdm"),
         "armd-sbp": dict(model="armd", order="sbp", sbp_streams=(2, 4))}
-SMOKE_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, d_pe=16, seq_len=64)
+SMOKE_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, seq_len=64)
 GIB = 2 ** 30
 
 

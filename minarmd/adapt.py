@@ -19,14 +19,15 @@ LayerNorm, the head, learned positions if any. What is new (``NEW_PARAMETERS``):
 aggregation table PE of Eq. 6 — nothing else is added, the query stream shares the GPT's weights by
 Eq. 7. Its init decides where the query stream starts (``pe_init``):
 
-* ``"neighbours"`` (default; needs d_pe >= max_len + 1): PE is the Cholesky factor of the kernel
-  K = 2 I + [|p - q| = 1], so :math:`\langle PE_p, PE_q\rangle = 1` for adjacent positions and 0 for
-  any other pair, and :math:`g^0_n = x_{n-1} + x_{n+1}` over the neighbours already visible. Left to
-  right that is :math:`x_{n-1}`: the query stream starts from the very row the GPT predicts x_n from,
-  only with its attention one position further on (RoPE at the target's position), which is why the
+* ``"neighbours"`` (the default, as for a fresh ARMD; needs d_pe >= max_len + 1): PE is the Cholesky
+  factor of K = 2 I + [|p - q| = 1] (``two_stream.neighbour_pe``), so
+  :math:`\langle PE_p, PE_q\rangle = 1` for adjacent positions and 0 for any other pair, and
+  :math:`g^0_n = x_{n-1} + x_{n+1}` over the neighbours already visible. Left to right that is
+  :math:`x_{n-1}`: the query stream starts from the very row the GPT predicts x_n from, only with its
+  attention one position further on (RoPE at the target's position), which is why the
   converted model starts near the GPT (tiny shape, Shakespeare, 3 seeds: 2.47 nats/char before any
   adaptation against the GPT's 1.83, and 4.15 with the random init; benchmarks/RESULTS.md §12).
-* ``"random"``: N(0, pe_init_std) as in a fresh ARMD (g^0 ~ 0), any d_pe.
+* ``"random"``: N(0, pe_init_std) (g^0 ~ 0), any d_pe.
 
 Two sources: the project's own GPT baseline (``armd_from_gpt``, RoPE or GPT-2 architecture) and
 Hugging Face's GPT-2 (``armd_from_hf_gpt2``; Conv1D weights are transposed into Linear layers; needs
@@ -42,15 +43,15 @@ from dataclasses import asdict
 import torch
 
 from .ar import GPT
-from .config import ARMDConfig
+from .config import PE_INITS, ARMDConfig
 from .kinds import get_kind
 from .model import ARMD
+from .two_stream import neighbour_pe  # noqa: F401 (its former home: adapt.neighbour_pe still works)
 
 __all__ = ["NEW_PARAMETERS", "PE_INITS", "neighbour_pe", "armd_from_gpt", "armd_from_hf_gpt2", "init_pretrained",
            "freeze_pretrained"]
 
 NEW_PARAMETERS = ("prefix.pe.weight",)  # what a converted ARMD does not take from the GPT
-PE_INITS = ("neighbours", "random")
 
 _BLOCK_PARTS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
                 "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
@@ -62,36 +63,16 @@ def _layer(i: int, n_two_stream: int) -> str:
     return f"two_stream.{i}" if i < n_two_stream else f"causal.{i - n_two_stream}"
 
 
-def neighbour_pe(n_positions: int, d_pe: int) -> torch.Tensor:
-    """(n_positions, d_pe) float64 table with <PE_p, PE_q> = 1 if |p - q| = 1, 0 for other p != q.
-
-    The kernel K = 2 I + (ones beside the diagonal) has eigenvalues 2 + 2 cos(k pi / (P + 1)) > 0, so
-    its Cholesky factor exists; columns past P are zero. The diagonal (2) is never read: no query sees
-    its own position (M^sc).
-    """
-    if d_pe < n_positions:
-        raise ValueError(f"pe_init='neighbours' needs d_pe >= max_len + 1 = {n_positions} (one dimension per "
-                         f"position), got d_pe={d_pe}: pass d_pe={n_positions}, or pe_init='random'")
-    off = torch.ones(n_positions - 1, dtype=torch.float64)
-    kernel = 2 * torch.eye(n_positions, dtype=torch.float64) + torch.diag(off, 1) + torch.diag(off, -1)
-    table = torch.zeros(n_positions, d_pe, dtype=torch.float64)
-    table[:, :n_positions] = torch.linalg.cholesky(kernel)
-    return table
-
-
-def _build(cfg: ARMDConfig, weights: dict, pe_init: str, generator: torch.Generator | None,
+def _build(cfg: ARMDConfig, weights: dict, generator: torch.Generator | None,
            dtype: torch.dtype = torch.float32) -> ARMD:
-    """An ARMD of ``cfg`` holding ``weights`` (ARMD parameter name -> tensor) and a new PE table."""
-    if pe_init not in PE_INITS:
-        raise ValueError(f"pe_init must be one of {PE_INITS}, got {pe_init!r}")
-    if pe_init == "neighbours":
-        table = neighbour_pe(cfg.max_len + 1, cfg.d_pe)  # checked before building a large model
+    """An ARMD of ``cfg`` holding ``weights`` (ARMD parameter name -> tensor) and a new PE table, initialised
+    as ``cfg.pe_init`` says (``two_stream.PrefixAggregation``; "random" from ``generator`` when given)."""
     with torch.random.fork_rng(devices=[]) if generator is not None else nullcontext():
         model = ARMD(cfg).to(dtype)  # random weights everywhere; all but PE are overwritten below
     pe = model.prefix.pe.weight
     with torch.no_grad():
-        if pe_init == "neighbours":
-            pe.copy_(table)
+        if cfg.pe_init == "neighbours":
+            model.prefix.reset_parameters()  # the table again, at ``dtype``'s precision (ARMD(cfg) built it in float32)
         elif generator is not None:
             pe.copy_(torch.randn(pe.shape, generator=generator, dtype=torch.float64).to(pe.dtype) * cfg.pe_init_std)
         params = dict(model.named_parameters())
@@ -123,7 +104,7 @@ def armd_from_gpt(gpt: GPT, n_two_stream: int | None = None, d_pe: int | None = 
                          f"--model ar checkpoint), got {type(gpt).__name__}; for Hugging Face GPT-2 use "
                          f"armd_from_hf_gpt2")
     src, V = gpt.cfg, gpt.cfg.vocab_size
-    cfg = ARMDConfig(**asdict(src), n_two_stream=n_two_stream, d_pe=_d_pe(d_pe, pe_init, src.max_len),
+    cfg = ARMDConfig(**asdict(src), n_two_stream=n_two_stream, d_pe=d_pe, pe_init=pe_init,
                      pe_init_std=pe_init_std, attn_backend=attn_backend)
     sd = gpt.state_dict()
     weights = {"wte.weight": sd["net.wte.weight"][:V], "bos": sd["net.wte.weight"][V],  # row V: GPT's BOS
@@ -135,12 +116,8 @@ def armd_from_gpt(gpt: GPT, n_two_stream: int | None = None, d_pe: int | None = 
         for part in _BLOCK_PARTS:
             if f"net.blocks.{i}.{part}" in sd:
                 weights[f"{_layer(i, cfg.n_two_stream)}.{part}"] = sd[f"net.blocks.{i}.{part}"]
-    model = _build(cfg, weights, pe_init, generator, gpt.net.wte.weight.dtype)
+    model = _build(cfg, weights, generator, gpt.net.wte.weight.dtype)
     return model.to(gpt.net.wte.weight.device)
-
-
-def _d_pe(d_pe: int | None, pe_init: str, max_len: int) -> int:
-    return d_pe if d_pe is not None else (max_len + 1 if pe_init == "neighbours" else 64)
 
 
 # ----------------------------------------------------------------------- Hugging Face GPT-2
@@ -203,7 +180,7 @@ def armd_from_hf_gpt2(model_or_name="gpt2", n_two_stream: int | None = None, d_p
                      n_embd=c.n_embd, mlp_ratio=n_inner // c.n_embd, bias=True, tie_weights=True,
                      position_embedding="learned",
                      activation="gelu" if c.activation_function == "gelu" else "gelu_tanh",
-                     n_two_stream=n_two_stream, d_pe=_d_pe(d_pe, pe_init, max_len), pe_init_std=pe_init_std,
+                     n_two_stream=n_two_stream, d_pe=d_pe, pe_init=pe_init, pe_init_std=pe_init_std,
                      attn_backend=attn_backend)
     sd = {k: v.detach().float().cpu() for k, v in body.state_dict().items()}
     weights = {"wte.weight": sd["wte.weight"], "bos": sd["wte.weight"][eos],  # end-of-text is BOS
@@ -215,15 +192,15 @@ def armd_from_hf_gpt2(model_or_name="gpt2", n_two_stream: int | None = None, d_p
             if part.endswith("weight") and tensor.ndim == 2:
                 tensor = tensor.t()  # Conv1D stores (in, out); nn.Linear (out, in)
             weights[f"{_layer(i, cfg.n_two_stream)}.{part}"] = tensor.contiguous()
-    return _build(cfg, weights, pe_init, generator)
+    return _build(cfg, weights, generator)
 
 
 # ----------------------------------------------------------------------- the training loop's hooks
 
 def init_pretrained(cfg, model: ARMD) -> None:
     """Load ``cfg.init_from_ar`` (a GPT-baseline checkpoint) or ``cfg.init_from_hf`` into a fresh run's
-    ``model``, the PE table initialised as ``cfg.adapt_pe_init`` says ("random": the run's own seeded
-    draw). A mismatch names the settings that differ."""
+    ``model``, whose own PE table (initialised as ``cfg.pe_init`` says, from the run's seed) is kept.
+    A mismatch names the settings that differ."""
     from .checkpoint import load_checkpoint, load_model
 
     if cfg.init_from_ar:
@@ -238,7 +215,7 @@ def init_pretrained(cfg, model: ARMD) -> None:
         flag = f"init_from_ar={cfg.init_from_ar}"
     else:
         gpt, flag = cfg.init_from_hf, f"init_from_hf={cfg.init_from_hf!r}"
-    options = dict(n_two_stream=model.cfg.n_two_stream, d_pe=model.cfg.d_pe, pe_init=cfg.adapt_pe_init)
+    options = dict(n_two_stream=model.cfg.n_two_stream, d_pe=model.cfg.d_pe, pe_init=model.cfg.pe_init)
     try:
         source = (armd_from_gpt(gpt, **options) if cfg.init_from_ar else
                   armd_from_hf_gpt2(gpt, max_len=min(cfg.seq_len, 1023), **options))
@@ -251,8 +228,7 @@ def init_pretrained(cfg, model: ARMD) -> None:
     if diffs:
         raise ValueError(f"{flag} does not fit this run: " + ", ".join(diffs) + "; pass the source's shape "
                          "(--n-layer, --n-head, --n-embd, --seq-len, --arch, data/tokenizer for the vocabulary)")
-    keep = NEW_PARAMETERS if cfg.adapt_pe_init == "random" else ()
-    state = {k: v for k, v in source.state_dict().items() if k not in keep}
+    state = {k: v for k, v in source.state_dict().items() if k not in NEW_PARAMETERS}  # the run's own PE
     model.load_state_dict(state, strict=False)
 
 

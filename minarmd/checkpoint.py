@@ -274,7 +274,7 @@ def load_model(path: str | os.PathLike, use_ema: bool = True, device: str = "cpu
         raise CheckpointError(f"{path} is a minarmd checkpoint but not a training run's (it has no "
                               f"{', '.join(repr(k) for k in missing)}): load_model reads what train_model "
                               f"writes; open other checkpoints with load_checkpoint")
-    cfg = TrainConfig(**ckpt["config"])
+    cfg = TrainConfig.from_saved(ckpt["config"])
     model = get_kind(cfg.model).build(cfg, ckpt["vocab_size"])
     state = ckpt["ema"] if use_ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict(state)

@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass
 
 from .validation import check_int
 
-__all__ = ["ATTN_BACKENDS", "QUERY_STREAM_INITS", "POSITION_EMBEDDINGS", "ACTIVATIONS", "ARCHS",
+__all__ = ["ATTN_BACKENDS", "QUERY_STREAM_INITS", "PE_INITS", "POSITION_EMBEDDINGS", "ACTIVATIONS", "ARCHS",
            "TransformerConfig", "ARMDConfig"]
 
 ATTN_BACKENDS = ("auto", "dense", "causal", "flex")
 QUERY_STREAM_INITS = ("prefix", "token")
+PE_INITS = ("neighbours", "random")  # how ARMD's prefix-aggregation table PE starts (two_stream.py)
 POSITION_EMBEDDINGS = ("rope", "learned")
 ACTIVATIONS = ("gelu", "gelu_tanh")
 # the two architectures a run can ask for (TrainConfig.arch): minarmd's own, and GPT-2's, whose weights
@@ -75,8 +76,13 @@ class ARMDConfig(TransformerConfig):
     """An ARMD model: L2s two-stream layers, then L - L2s block-causal layers on the query stream."""
 
     n_two_stream: int | None = None  # L2s, two-stream layers at the bottom; None -> n_layer // 2 (paper)
-    d_pe: int = 64  # width of the prefix-aggregation position table PE (Eq. 6); the paper is silent
-    pe_init_std: float = 0.02  # PE init; 0.02 starts G^0 near 0 (1/sqrt(d_pe) trained ~2x slower, README)
+    # PE's init (the paper is silent): "neighbours" makes <PE_p, PE_q> = 1 for |p - q| = 1 and 0 for other
+    # pairs, so g^0_n starts as the sum of n's visible neighbours (left to right: x_{n-1}, a GPT's input row);
+    # "random" draws N(0, pe_init_std^2). Tiny Shakespeare, 1500 steps: the random init left ARMD ~3 % behind
+    # AR left to right, the neighbours init ~0.5 % (benchmarks/RESULTS.md §5)
+    pe_init: str = "neighbours"
+    d_pe: int | None = None  # PE's width; None -> max_len + 1 for "neighbours" (one column per position), else 64
+    pe_init_std: float = 0.02  # "random" PE: 0.02 starts G^0 near 0 (1/sqrt(d_pe) trained ~2x slower, README)
     attn_backend: str = "auto"  # "auto", "dense" (SDPA + bool mask), "causal" (singleton blocks), "flex" (CUDA)
     query_stream_init: str = "prefix"  # "prefix" = Eq. 6; "token" = the naive query x_n that leaks (teaching only)
     validate_inputs: bool = True  # check ids, positions and blocks on every call (costs host syncs on GPU)
@@ -89,7 +95,15 @@ class ARMDConfig(TransformerConfig):
                 or not 0 <= self.n_two_stream <= self.n_layer:
             raise ValueError(f"n_two_stream must be an integer in 0..n_layer={self.n_layer}, "
                              f"got {self.n_two_stream!r}")
+        if self.pe_init not in PE_INITS:
+            raise ValueError(f"pe_init must be one of {PE_INITS}, got {self.pe_init!r}")
+        if self.d_pe is None:
+            self.d_pe = self.max_len + 1 if self.pe_init == "neighbours" else 64
         check_int("d_pe", self.d_pe)
+        if self.pe_init == "neighbours" and self.d_pe < self.max_len + 1:
+            raise ValueError(f"pe_init='neighbours' needs d_pe >= max_len + 1 = {self.max_len + 1} (one column per "
+                             f"position, BOS included), got d_pe={self.d_pe}: pass d_pe={self.max_len + 1} (or "
+                             f"None), or pe_init='random'")
         if not self.pe_init_std > 0:
             raise ValueError(f"pe_init_std must be > 0, got {self.pe_init_std!r}")
         if self.attn_backend not in ATTN_BACKENDS:

@@ -215,7 +215,7 @@ def _shape(cfg, vocab_size: int) -> dict:
 
 def _armd_config(cfg, vocab_size: int) -> ARMDConfig:
     return ARMDConfig(**_shape(cfg, vocab_size), n_two_stream=cfg.n_two_stream, d_pe=cfg.d_pe,
-                      pe_init_std=cfg.pe_init_std, attn_backend=cfg.attn_backend)
+                      pe_init=cfg.pe_init, pe_init_std=cfg.pe_init_std, attn_backend=cfg.attn_backend)
 
 
 def _armd_noise(cfg, B: int, N: int, step: int, gen: torch.Generator) -> dict:

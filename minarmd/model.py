@@ -45,13 +45,13 @@ class ARMD(nn.Module):
         # learned absolute positions (GPT-2 architecture): rows 0..max_len, BOS at 0
         self.wpe = nn.Embedding(cfg.max_len + 1, cfg.n_embd) if cfg.position_embedding == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.prefix = PrefixAggregation(cfg.max_len + 1, cfg.d_pe, cfg.pe_init_std)  # +1: BOS at 0
+        self.prefix = PrefixAggregation(cfg.max_len + 1, cfg.d_pe, cfg.pe_init_std, cfg.pe_init)  # +1: BOS at 0
         self.two_stream = nn.ModuleList(TwoStreamLayer(cfg) for _ in range(cfg.n_two_stream))
         self.causal = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer - cfg.n_two_stream))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         init_weights(self, cfg.n_layer)
-        self.prefix.reset_parameters()  # its own scale (cfg.pe_init_std)
+        self.prefix.reset_parameters()  # its own init (cfg.pe_init), not init_weights' N(0, 0.02)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from .adapt import PE_INITS
-from .config import ARCHS, ATTN_BACKENDS
+from .config import ARCHS, ATTN_BACKENDS, PE_INITS
 from .data import DATASETS
 from .kinds import KINDS, ORDERS, get_kind
 from .masking import alpha_schedule
@@ -38,8 +37,9 @@ class TrainConfig:
     n_head: int = 4  # attention heads
     n_embd: int = 128  # width d
     n_two_stream: int | None = None  # ARMD's L2s; None -> n_layer // 2
-    d_pe: int = 64  # ARMD's prefix-aggregation width
-    pe_init_std: float = 0.02  # ARMD's PE init std (0.125 = 1/sqrt(64) trains ~2x slower here)
+    pe_init: str = "neighbours"  # ARMD's PE init (config.PE_INITS): "neighbours" (g^0_n = n's visible neighbours), "random"
+    d_pe: int | None = None  # ARMD's prefix-aggregation width; None: seq_len + 1 ("neighbours"), 64 ("random")
+    pe_init_std: float = 0.02  # "random" PE's init std (0.125 = 1/sqrt(64) trains ~2x slower here)
     dropout: float = 0.0  # dropout everywhere (0: runs resume bit-exactly even on GPU)
     arch: str = "rope"  # config.ARCHS: "rope" (minarmd's: RoPE, no biases) or "gpt2" (learned positions, biases, tanh-GELU)
     attn_backend: str = "auto"  # ARMD attention: "auto", "dense", "causal", "flex"
@@ -72,7 +72,6 @@ class TrainConfig:
     # adapting a pretrained GPT into an ARMD (adapt.py): the content stream takes its weights, PE is new
     init_from_ar: str | None = None  # start an ARMD from this GPT-baseline checkpoint (--model ar run)
     init_from_hf: str | None = None  # start an ARMD from Hugging Face GPT-2: "gpt2" or a local folder
-    adapt_pe_init: str = "neighbours"  # adapt.PE_INITS: "neighbours" (g^0 = the neighbours; d_pe > seq_len), "random"
     freeze_pretrained: int = 0  # first steps in which only the new parameters (PE) train; copied ones wait
     # bookkeeping
     eval_every: int = 100  # steps between validation estimates (0: only at the end)
@@ -86,12 +85,14 @@ class TrainConfig:
         self._check_types()
         choices = {"model": tuple(KINDS), "order": ORDERS, "lr_decay": ("cosine", "constant"),
                    "device": ("auto", "cpu", "cuda"), "data": DATASETS, "tokenizer": ("char", "gpt2"),
-                   "arch": tuple(ARCHS), "attn_backend": ATTN_BACKENDS}
+                   "arch": tuple(ARCHS), "attn_backend": ATTN_BACKENDS, "pe_init": PE_INITS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name, low, high, brackets in _RANGES:
             value = getattr(self, name)
+            if value is None:  # an optional field left to its default (d_pe)
+                continue
             above = value >= low if brackets[0] == "[" else value > low
             below = high is None or (value <= high if brackets[1] == "]" else value < high)
             if not (above and below):
@@ -115,6 +116,11 @@ class TrainConfig:
         if self.order == "sbp" and (bad or not self.sbp_streams):
             raise ValueError(f"sbp_streams must divide seq_len={self.seq_len}, got {self.sbp_streams}")
         self._check_adaptation()
+        if get_kind(self.model).orders and self.pe_init == "neighbours" and self.d_pe is not None \
+                and self.d_pe < self.seq_len + 1:
+            raise ValueError(f"pe_init='neighbours' needs d_pe >= seq_len + 1 = {self.seq_len + 1} (one column per "
+                             f"position, BOS included), got d_pe={self.d_pe}: leave --d-pe out (or pass "
+                             f"--d-pe {self.seq_len + 1}), or pass --pe-init random")
         self.schedule  # builds (and so validates) the progressive schedule
         alpha_schedule(self.mask_schedule, self.mask_T)  # validates them
         if self.order == "progressive" and self.rho > self.seq_len:
@@ -149,12 +155,6 @@ class TrainConfig:
         if self.init_from_hf and (self.arch != "gpt2" or self.tokenizer != "gpt2"):
             raise ValueError(f"init_from_hf={self.init_from_hf!r} needs GPT-2's architecture and tokenizer: pass "
                              f"--arch gpt2 --tokenizer gpt2 (got arch={self.arch!r}, tokenizer={self.tokenizer!r})")
-        if self.adapt_pe_init not in PE_INITS:
-            raise ValueError(f"adapt_pe_init must be one of {PE_INITS}, got {self.adapt_pe_init!r}")
-        if (self.init_from_ar or self.init_from_hf) and self.adapt_pe_init == "neighbours" \
-                and self.d_pe < self.seq_len + 1:
-            raise ValueError(f"adapt_pe_init='neighbours' needs d_pe >= seq_len + 1 = {self.seq_len + 1} (one "
-                             f"dimension per position): pass --d-pe {self.seq_len + 1}, or --adapt-pe-init random")
         if self.freeze_pretrained and not (self.init_from_ar or self.init_from_hf):
             raise ValueError("freeze_pretrained needs init_from_ar or init_from_hf: without a pretrained "
                              "model there is nothing to freeze")
@@ -175,6 +175,17 @@ class TrainConfig:
     def schedule(self) -> ProgressiveSchedule:
         """The progressive permutation schedule these fields describe (fractions resolved to steps)."""
         return ProgressiveSchedule(self.i_ar_steps, self.i_perm_steps, self.rho, self.window)
+
+    @classmethod
+    def from_saved(cls, values: dict) -> "TrainConfig":
+        """The config a checkpoint or record saved (``asdict``), read by this version: fields that runs made
+        before they existed get the value those runs used (runs before ``pe_init`` drew PE at random)."""
+        values = dict(values)
+        former_adapt = values.pop("adapt_pe_init", None)  # the conversions' PE init, before pe_init served all
+        if "pe_init" not in values:  # fresh ARMDs drew PE at random (d_pe 64); conversions used adapt_pe_init
+            converted = values.get("init_from_ar") or values.get("init_from_hf")
+            values["pe_init"] = (former_adapt or "neighbours") if converted else "random"
+        return cls(**values)
 
     @classmethod
     def from_preset(cls, preset: str = "tiny", **overrides) -> "TrainConfig":
@@ -199,7 +210,7 @@ PRESETS = {
     # benchmarks/RESULTS.md §12 -- 300 steps, the tiny curriculum's fractions (left to right for the first third,
     # rho reached at 3/4: steps 100 and 225), warm-up 10 %, the "neighbours" PE init (d_pe = N + 1), no frozen
     # phase (it hurt)
-    "tiny-adapt": dict(d_pe=129, max_steps=300, i_ar=1 / 3, i_perm=0.75, warmup=30),
+    "tiny-adapt": dict(max_steps=300, i_ar=1 / 3, i_perm=0.75, warmup=30),
     # CPU, tens of minutes: 4.8M parameters, N = 256; curriculum 1/3 and 11/15 of max_steps (steps 1000, 2200)
     "small-cpu": dict(n_layer=6, n_head=8, n_embd=256, seq_len=256, batch_size=16, lr=6e-4,
                       max_steps=3000, warmup=100, i_ar=1 / 3, i_perm=11 / 15, rho=8, eval_every=250,
@@ -217,7 +228,7 @@ PRESETS = {
     # of the small-scale recipe (left to right for the first 10 %, rho reached at 50 %) over 20K steps
     # (~10B tokens, a third of DiffuGPT's adaptation). Needs transformers and the hub once.
     "gpt2-small-adapt": dict(data="openwebtext", tokenizer="gpt2", arch="gpt2", init_from_hf="gpt2",
-                             n_layer=12, n_head=12, n_embd=768, seq_len=1020, d_pe=1021, batch_size=32,
+                             n_layer=12, n_head=12, n_embd=768, seq_len=1020, batch_size=32,
                              grad_accum=16, lr=1e-4, lr_decay="cosine", warmup=500, beta2=0.999,
                              weight_decay=0.0, max_steps=20_000, i_ar=2000, i_perm=10_000, rho=32,
                              eval_every=1000, eval_windows=256, ckpt_every=1000, bf16=True, compile=True),
@@ -255,7 +266,7 @@ SHAPE_FIELDS = ("model", "data", "tokenizer", "seq_len", "n_layer", "n_head", "n
 
 # fields that only a kind with training orders reads (ARMD's): they cannot change what an AR or MDM run learns
 ORDER_FIELDS = ("order", "i_ar", "i_perm", "rho", "window", "sbp_streams", "mask_T", "mask_schedule", "n_two_stream",
-                "d_pe", "pe_init_std", "attn_backend", "adapt_pe_init")
+                "pe_init", "d_pe", "pe_init_std", "attn_backend")
 
 # fields that may change when resuming; everything else must match the checkpoint
 def parse_step(text: str) -> int | float:

@@ -58,7 +58,7 @@ __all__ = ["train_model", "finetune_sbp", "NonFiniteError"]
 
 
 def _check_resumable(cfg: TrainConfig, ckpt: dict, out: Path) -> None:
-    now, saved = asdict(cfg), ckpt["config"]
+    now, saved = asdict(cfg), asdict(TrainConfig.from_saved(ckpt["config"]))  # older runs read as they were made
     diffs = {k: (saved.get(k), v) for k, v in now.items() if k not in RESUMABLE and saved.get(k) != v}
     if diffs:
         raise ValueError("the run in " + str(out) + " was made with other settings: " +
@@ -381,8 +381,8 @@ def finetune_sbp(init_from: str | Path, out: str | Path, max_steps: int = 400, s
     if "sbp" not in get_kind(saved.get("model")).orders:
         raise ValueError(f"init_from={init_from} holds a {saved.get('model')!r} model; SBP fine-tuning "
                          f"needs an ARMD checkpoint (trained with model='armd')")
-    names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in saved.items() if k in names}
+    names = {f.name for f in fields(TrainConfig)} | {"adapt_pe_init"}  # (from_saved reads the former name)
+    values = asdict(TrainConfig.from_saved({k: v for k, v in saved.items() if k in names}))
     # the weights come from init_from alone (an adapted ARMD's GPT source is history, kept in its checkpoint)
     values.update(init_from_ar=None, init_from_hf=None, freeze_pretrained=0)
     values.update(order="sbp", init_from=str(init_from), out=str(out), max_steps=max_steps,

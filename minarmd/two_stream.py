@@ -16,6 +16,18 @@ This is unnormalised linear attention, so it has a recurrent form with a (d_pe, 
 :math:`g^0_n = S^\top PE_{pos(n)}` — O(1) work per generated token (``PrefixAggregation.update/read``).
 The sum is kept exact (no normalisation), as in the paper.
 
+**Where G^0 starts (PE's init; the paper is silent).** ``init="neighbours"`` (ARMD's default) makes
+PE the Cholesky factor of the kernel K = 2 I + [|p - q| = 1], so :math:`\langle PE_p, PE_q \rangle = 1`
+for adjacent positions and 0 for every other pair:
+
+.. math::  g^0_n = x_{n-1}\,[n-1 \text{ visible}] + x_{n+1}\,[n+1 \text{ visible}],
+
+the embeddings of n's neighbours already generated. Left to right that is :math:`x_{n-1}`, the row a
+GPT predicts x_n from. It needs one column per position (d_pe >= positions). ``init="random"`` draws
+N(0, init_std^2), which starts G^0 near 0 and leaves the query stream to find the previous token by
+attention: on tiny Shakespeare that cost ARMD ~3 % of left-to-right NLL against AR after 1500 steps,
+against ~0.5 % with the neighbours start (benchmarks/RESULTS.md §5).
+
 **Two-stream layer (Eq. 7).** One set of weights, two streams; keys and values always come from
 the content stream X:
 
@@ -40,23 +52,48 @@ import torch.nn as nn
 from .attention import AttentionMask
 from .layers import Block
 
-__all__ = ["PrefixAggregation", "TwoStreamLayer"]
+__all__ = ["PrefixAggregation", "TwoStreamLayer", "neighbour_pe"]
+
+
+def neighbour_pe(n_positions: int, d_pe: int) -> torch.Tensor:
+    """(n_positions, d_pe) float64 table with <PE_p, PE_q> = 1 if |p - q| = 1, 0 for other p != q.
+
+    The kernel K = 2 I + (ones beside the diagonal) has eigenvalues 2 + 2 cos(k pi / (P + 1)) > 0, so
+    its Cholesky factor exists; columns past P are zero. The diagonal (2) is never read: no query sees
+    its own position (M^sc).
+    """
+    if d_pe < n_positions:
+        raise ValueError(f"pe_init='neighbours' needs d_pe >= max_len + 1 = {n_positions} (one dimension per "
+                         f"position), got d_pe={d_pe}: pass d_pe={n_positions}, or pe_init='random'")
+    off = torch.ones(n_positions - 1, dtype=torch.float64)
+    kernel = 2 * torch.eye(n_positions, dtype=torch.float64) + torch.diag(off, 1) + torch.diag(off, -1)
+    table = torch.zeros(n_positions, d_pe, dtype=torch.float64)
+    table[:, :n_positions] = torch.linalg.cholesky(kernel)
+    return table
 
 
 class PrefixAggregation(nn.Module):
     """G^0 from token embeddings: sum over earlier blocks, weighted by <PE_pos(n), PE_pos(i)>."""
 
-    def __init__(self, n_positions: int, d_pe: int, init_std: float | None = None):
+    def __init__(self, n_positions: int, d_pe: int, init_std: float | None = None, init: str = "random"):
         super().__init__()
+        if init not in ("neighbours", "random"):
+            raise ValueError(f"init must be 'neighbours' or 'random', got {init!r}")
         self.pe = nn.Embedding(n_positions, d_pe)  # PE table over (internal) positions, BOS included
-        self.init_std = 1.0 / math.sqrt(d_pe) if init_std is None else init_std
+        self.init, self.init_std = init, 1.0 / math.sqrt(d_pe) if init_std is None else init_std
+        if init == "neighbours":
+            neighbour_pe(n_positions, d_pe)  # refuses a table too narrow before anything is drawn
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # std 1/sqrt(d_pe) (the default here) makes <PE_a, PE_a> ~ 1: g^0 starts as a unit-scale,
-        # random +- mix of the prefix. ARMD models pass ARMDConfig.pe_init_std = 0.02 instead, which
-        # starts g^0 near 0 and trains much faster (README, "Choices where the paper is silent")
-        nn.init.normal_(self.pe.weight, mean=0.0, std=self.init_std)
+        # "neighbours" (ARMD's default, module docstring): g^0_n = the visible neighbours' embeddings.
+        # "random": std 1/sqrt(d_pe) (the default here) makes <PE_a, PE_a> ~ 1, a unit-scale random +- mix
+        # of the prefix; ARMDConfig.pe_init_std = 0.02 starts g^0 near 0 and trains much faster (README)
+        with torch.no_grad():
+            if self.init == "neighbours":
+                self.pe.weight.copy_(neighbour_pe(*self.pe.weight.shape))
+            else:
+                nn.init.normal_(self.pe.weight, mean=0.0, std=self.init_std)
 
     def forward(self, x: torch.Tensor, pos_x: torch.Tensor, pos_q: torch.Tensor,
                 visible: torch.Tensor | None) -> torch.Tensor:

@@ -308,10 +308,10 @@ def test_adaptation_settings_are_checked(tmp_path, ar_ckpt):
         TrainConfig.from_preset(init_from_hf="gpt2")
     with pytest.raises(ValueError, match="freeze_pretrained needs init_from_ar"):
         TrainConfig.from_preset(freeze_pretrained=3)
-    with pytest.raises(ValueError, match="pass --d-pe 33, or --adapt-pe-init random"):
+    with pytest.raises(ValueError, match=r"leave --d-pe out \(or pass --d-pe 33\), or pass --pe-init random"):
         TrainConfig.from_preset(init_from_ar=str(ar_ckpt), **{**SMALL, "d_pe": 8})
     with pytest.raises(ValueError, match="freeze_pretrained must be >= 0"):
-        TrainConfig.from_preset(init_from_ar=str(ar_ckpt), adapt_pe_init="random", freeze_pretrained=-1)
+        TrainConfig.from_preset(init_from_ar=str(ar_ckpt), pe_init="random", freeze_pretrained=-1)
     for change, message in (({"n_embd": 64}, r"n_embd 32 \(this run: 64\)"), ({"n_head": 4}, r"n_head 2 \(this run: 4\)"),
                             ({"seq_len": 16}, r"max_len 32 \(this run: 16\)"),
                             ({"data": "python"}, r"vocab_size \d+ \(this run: \d+\)")):

@@ -128,6 +128,22 @@ def test_cache_for_every_split_of_the_layers(l2s):
     assert (incremental_logits(model, x, order, blocks, prefill_blocks=2) - full).abs().max() < TOL
 
 
+@pytest.mark.parametrize("name", ["left to right", "random", "strided S=3", "mask trajectory T=4"])
+def test_cache_with_the_default_neighbours_table(name):
+    """ARMD's default PE ("neighbours": zero off the band) through the recurrent state: still the full pass.
+    Every other weight is sharpened as above; the table keeps its init, whose zeros a wrong position would hit."""
+    model = make_model(max_len=N, pe_init="neighbours", d_pe=None)
+    table = model.prefix.pe.weight.detach().clone()
+    sharp(model)
+    with torch.no_grad():
+        model.prefix.pe.weight.copy_(table)
+    x = torch.randint(0, V, (2, N), generator=torch.Generator().manual_seed(6))
+    order, blocks = orders(2)[name]
+    with torch.no_grad():
+        full = model(x.gather(1, order), order, blocks)
+    assert (incremental_logits(model, x, order, blocks) - full).abs().max() < TOL
+
+
 # ----------------------------------------------------------------------------- generation with templates
 # The KV cache used to be exact only without given tokens: the first call committed the given tokens
 # but never predicted their query rows, so the causal stack's cache missed rows that later blocks
@@ -329,7 +345,8 @@ def _bf16_drift(n=512):
     """Max |logit - fp32 full pass| of (full bf16 pass, cached bf16 decoding), left to right over n tokens."""
     import copy
     torch.manual_seed(0)
-    m32 = make_model(torch.float32, vocab_size=65, max_len=n, n_layer=4, n_head=4, n_embd=64, d_pe=64)
+    m32 = make_model(torch.float32, vocab_size=65, max_len=n, n_layer=4, n_head=4, n_embd=64, d_pe=64,
+                     pe_init="random")
     with torch.no_grad():  # a trained PE table is far from its 0.02 init; 0.3 makes S carry real weight
         m32.prefix.pe.weight.normal_(0.0, 0.3)
     x = torch.randint(0, 65, (2, n), generator=torch.Generator().manual_seed(1))

@@ -7,7 +7,7 @@ from minarmd import compare, train_config
 from minarmd.evaluate import paired_difference
 
 # a seconds-long preset: 2 layers at width 32, 4 steps
-FAST = dict(n_layer=2, n_head=2, n_embd=32, d_pe=16, seq_len=32, batch_size=4, max_steps=4, warmup=1,
+FAST = dict(n_layer=2, n_head=2, n_embd=32, seq_len=32, batch_size=4, max_steps=4, warmup=1,
             eval_windows=2, ckpt_every=0)
 
 

@@ -59,7 +59,7 @@ def exact_fp32_and_room_to_recompile():
 
 def armd(backend: str) -> ARMD:
     torch.manual_seed(0)  # the same weights for every backend
-    cfg = ARMDConfig(vocab_size=V, max_len=N, n_layer=4, n_two_stream=2, n_head=4, n_embd=128, d_pe=32,
+    cfg = ARMDConfig(vocab_size=V, max_len=N, n_layer=4, n_two_stream=2, n_head=4, n_embd=128, d_pe=32, pe_init="random",
                      attn_backend=backend)
     return ARMD(cfg).to(DEVICE)
 

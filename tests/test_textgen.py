@@ -9,7 +9,7 @@ from minarmd.checkpoint import load_model
 from minarmd.train_config import TrainConfig
 from minarmd.training import train_model
 
-TINY = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=2, warmup=1,
+TINY = dict(n_layer=2, n_head=2, n_embd=32, seq_len=32, batch_size=4, max_steps=2, warmup=1,
             eval_every=0, eval_windows=2, ckpt_every=10, i_ar=1, i_perm=2, rho=2)
 
 
@@ -55,7 +55,7 @@ def test_stop_at_end_of_text_with_gpt2_ids():
     # a random GPT-2-vocabulary ARMD whose end-of-text logit is raised: every sample stops early
     from minarmd import ARMD, ARMDConfig
     torch.manual_seed(0)
-    model = ARMD(ARMDConfig(vocab_size=50257, max_len=24, n_layer=2, n_head=2, n_embd=16, d_pe=8)).eval()
+    model = ARMD(ARMDConfig(vocab_size=50257, max_len=24, n_layer=2, n_head=2, n_embd=16, d_pe=8, pe_init="random")).eval()
     bonus = torch.zeros(50257)
     bonus[50256] = 15.0  # p(<|endoftext|>) ~ e^15 / (e^15 + 50256) = 0.94 at every position
     model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bonus)

@@ -20,7 +20,7 @@ TINY = dict(vocab_size=11, max_len=8, n_layer=3, n_head=2, n_embd=8)
 
 
 def tiny_armd(**overrides) -> ARMDConfig:
-    return ARMDConfig(**{**TINY, "n_two_stream": 2, "d_pe": 4, **overrides})
+    return ARMDConfig(**{**TINY, "n_two_stream": 2, "d_pe": 4, "pe_init": "random", **overrides})
 
 
 def test_hand_count_armd():
@@ -116,7 +116,7 @@ CFG = dict(vocab_size=29, max_len=N, n_layer=4, n_head=2, n_embd=16)
 
 def armd_step(backend: str, blocks: str):
     torch.manual_seed(0)
-    cfg = ARMDConfig(**CFG, n_two_stream=2, d_pe=8, attn_backend=backend)
+    cfg = ARMDConfig(**CFG, n_two_stream=2, d_pe=8, pe_init="random", attn_backend=backend)
     model = ARMD(cfg).double()
     x = torch.randint(0, 29, (B, N), generator=torch.Generator().manual_seed(1))
     order, blk = left_to_right(B, N) if blocks == "singleton" else strided_order(N, 4, B)

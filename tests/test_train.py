@@ -13,7 +13,7 @@ from minarmd.train import _arg_parser, main
 from minarmd.train_config import TrainConfig, parse_step
 from minarmd.training import finetune_sbp, train_model
 
-SMALL = dict(n_layer=2, n_head=2, n_embd=32, d_pe=8, seq_len=32, batch_size=4, max_steps=12,
+SMALL = dict(n_layer=2, n_head=2, n_embd=32, seq_len=32, batch_size=4, max_steps=12,
              warmup=3, eval_every=6, eval_windows=4, ckpt_every=5, i_ar=2, i_perm=8, rho=4)
 
 
@@ -106,6 +106,31 @@ def test_finetune_sbp_copies_the_model_settings_and_trains_on_strided_orders(tmp
     with pytest.raises(ValueError, match="n_embd=32"):  # a config that cannot load those weights
         train_model(TrainConfig.from_preset(out=str(tmp_path / "wide"), order="sbp", init_from=str(tmp_path / "base" / "ckpt.pt"),
                           **{**SMALL, "n_embd": 64}))
+
+
+def test_runs_saved_before_pe_init_load_as_they_were_made(tmp_path):
+    """Checkpoints from before ``pe_init`` (a random PE of width d_pe, the conversions' ``adapt_pe_init``)
+    load, fine-tune and explain a resume; the default now is the neighbours table (d_pe = seq_len + 1)."""
+    from minarmd.checkpoint import load_checkpoint, save_checkpoint
+
+    train_model(TrainConfig.from_preset(out=str(tmp_path / "old"), pe_init="random", d_pe=8, **SMALL))
+    path = tmp_path / "old" / "ckpt.pt"
+    state = load_checkpoint(path)
+    del state["config"]["pe_init"]  # what such a checkpoint held: d_pe 8, no pe_init, the former name
+    state["config"]["adapt_pe_init"] = "neighbours"
+    save_checkpoint(path, state)
+    model, cfg, _ = load_model(path)
+    assert (cfg.pe_init, cfg.d_pe, tuple(model.prefix.pe.weight.shape)) == ("random", 8, (33, 8))
+    assert torch.equal(model.prefix.pe.weight, state["model"]["prefix.pe.weight"])
+    finetune_sbp(path, tmp_path / "sbp", max_steps=1)
+    assert load_model(tmp_path / "sbp" / "ckpt.pt")[1].d_pe == 8
+    with pytest.raises(ValueError, match="pe_init was 'random', now 'neighbours', d_pe was 8, now None"):
+        train_model(TrainConfig.from_preset(out=str(tmp_path / "old"), **{**SMALL, "max_steps": 20}), resume=True)
+    fresh = TrainConfig.from_preset(**SMALL)
+    assert (fresh.pe_init, fresh.d_pe, fresh.network_config(65).d_pe) == ("neighbours", None, 33)
+    with pytest.raises(ValueError, match=r"leave --d-pe out \(or pass --d-pe 33\), or pass --pe-init random"):
+        TrainConfig.from_preset(**{**SMALL, "d_pe": 8})
+    assert TrainConfig.from_preset(model="ar", **{**SMALL, "d_pe": 8}).d_pe == 8  # not ARMD's: not read
 
 
 def test_learning_rate_schedule():

@@ -53,7 +53,7 @@ def _armd(query_stream_init: str = "prefix") -> ARMD:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         cfg = ARMDConfig(vocab_size=11, max_len=8, n_layer=3, n_two_stream=2, n_head=2, n_embd=8, d_pe=4,
-                         query_stream_init=query_stream_init)
+                         pe_init="random", query_stream_init=query_stream_init)
         return ARMD(cfg).double().eval()
 
 

@@ -20,7 +20,7 @@ def small_model(seed: int = 0, vocab_size: int = 11, max_len: int = 12) -> ARMD:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         cfg = ARMDConfig(vocab_size=vocab_size, max_len=max_len, n_layer=2, n_two_stream=1, n_head=2,
-                         n_embd=16, d_pe=8)
+                         n_embd=16, d_pe=8, pe_init="random")
         return ARMD(cfg).double().eval()
 
 

@@ -14,7 +14,7 @@ from ..data import TokenData
 from ..model import ARMD
 from ..train_config import TrainConfig
 
-_SMALL = dict(vocab_size=23, max_len=12, n_layer=4, n_head=2, n_embd=16, d_pe=8)
+_SMALL = dict(vocab_size=23, max_len=12, n_layer=4, n_head=2, n_embd=16, d_pe=8, pe_init="random")
 _GPT2_SMALL = ARMDConfig(vocab_size=50257, max_len=1024, n_layer=12, n_head=12, n_embd=768)  # the preset's ARMD
 
 
