@@ -1,66 +1,88 @@
-"""The paper's Table 2 at small scale: sample quality of AR, MDM and ARMD at S = 1, 2, 4 streams.
+"""The paper's Table 2 at small scale: sample quality of AR, MDM and ARMD at S = 1, 2, 4 streams, over seeds.
 
 Everything is trained on the embedded character-level Shakespeare (tiny shape: L 4, width 128,
-N = 128; 1200 steps each, the same data, batch and optimiser):
+N = 128; the same data, batch, optimiser and 1500 steps as ``python -m minarmd.compare``), for every
+seed in ``--seeds`` (default 0 1 2; a seed is never picked for its result):
 
   * ``ar``: the GPT baseline;
   * ``mdm``: the MDLM-style baseline, sampled with T = N, N/2, N/4 ancestral steps;
-  * ``armd``: ARMD with the progressive permutation schedule (i_ar 400, i_perm 900, rho 4);
-  * ``armd_sbp``: that ARMD after SBP fine-tuning (``train.finetune_sbp``: 400 more steps on strided
-    orders with S drawn from {1, 2, 4}, constant lr 3e-4), as in the paper;
+  * ``armd``: ARMD with the progressive permutation schedule (rho = 4, the tiny preset's fractions);
+  * ``armd_sbp``: that ARMD after SBP fine-tuning (``finetune_sbp``: 400 more steps on strided orders
+    with S drawn from {1, 2, 4}, constant lr 3e-4), as in the paper;
+  * ``armd_more``: the **control**: the same 400 steps at the same learning rate, on the base run's own
+    orders (progressive at its final k = rho) instead of strided ones. ``armd_sbp`` minus ``armd_more`` is
+    what the strided orders buy; ``armd_more`` minus ``armd`` is what 400 more steps buy anyway;
   * ``judge``: a larger AR model (L 6, width 192, seed 11, 2000 steps) that is *not* compared. It
     scores every sample (``quality.ARJudge``) under the "bos" protocol: every character given the
     judge's BOS and the prefix. (``quality``'s "mdlm" protocol is MDLM's, for 1024-token GPT-2-BPE
     samples with an end-of-text token; character-level Shakespeare has none.)
 
-Samples are drawn at temperature 1, with no top-k/top-p, in float64. For each method the table gives
-the network calls, the generative perplexity under the judge (with its standard error), the
-entropy of each sample's characters, rep-4, and the wall time. For reference, the "data" row
-scores held-out windows of real text.
+The base runs are ``compare``'s (``--compare-runs``, default ``benchmarks/compare/runs``: its
+``shakespeare-{ar,mdm,armd-rho4}-s{seed}``) when their checkpoints are there, else they are trained into
+``--runs``. Samples are drawn at temperature 1, with no top-k/top-p, in float64. For each method the table
+gives the network calls, the generative perplexity under the judge (mean ± std over seeds [standard error
+over samples, mean over seeds]), the entropy of each sample's characters, rep-4, and the wall time. The
+"data" row scores held-out windows of real text. A second table gives the exact left-to-right NLL of
+the three ARMDs on 1024 held-out windows: what SBP costs or buys in likelihood.
 
-Run:  python benchmarks/table2.py                  (trains what runs/table2 lacks: ~45 min on 2 CPU cores)
-      python benchmarks/table2.py --samples 256    (more samples: smaller standard errors)
-Checkpoints found in ``--runs`` are reused; delete them to retrain.
+Run:  python benchmarks/table2.py                  (trains what is missing: ~2 h on 2 CPU cores from nothing)
+      python benchmarks/table2.py --seeds 0        (one seed: a quick look, not a result)
+Checkpoints found are reused; delete them to retrain.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from minarmd.checkpoint import load_model
+from minarmd.compare import finished, train_or_reuse
 from minarmd.data import load_data
 from minarmd.evaluate import estimate
 from minarmd.quality import ARJudge, measure
 from minarmd.sampler import generate, sample_ar, sample_mdm
-from minarmd.checkpoint import load_model
 from minarmd.train_config import TrainConfig
 from minarmd.training import finetune_sbp, train_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import machine_info  # noqa: E402
 
-RUNS = {  # name -> TrainConfig.from_preset overrides (tiny preset, Shakespeare)
-    "armd": dict(model="armd", max_steps=1200, i_ar=400, i_perm=900),
-    "ar": dict(model="ar", max_steps=1200),
-    "mdm": dict(model="mdm", max_steps=1200),
-    "judge": dict(model="ar", n_layer=6, n_head=6, n_embd=192, max_steps=2000, seed=11),
-}
-SBP = dict(max_steps=400, streams=(1, 2, 4), lr=3e-4)
+STEPS = 1500  # compare's run length, so its Shakespeare runs are these runs
+BASE = {"ar": dict(model="ar"), "mdm": dict(model="mdm"), "armd-rho4": dict(model="armd", rho=4)}  # compare's names
+JUDGE = dict(model="ar", n_layer=6, n_head=6, n_embd=192, max_steps=2000, seed=11)
+EXTRA = dict(max_steps=400, streams=(1, 2, 4), lr=3e-4)  # SBP fine-tuning, and the control's length and lr
+CONTROL = dict(order="progressive", i_ar=0, i_perm=0)  # the base run's final orders (k = rho) from step 0
 
 
-def ensure_trained(runs: Path) -> None:
-    for name, overrides in RUNS.items():
-        if not (runs / name / "ckpt.pt").exists():
-            print(f"training {name} ...", flush=True)
-            train_model(TrainConfig.from_preset(out=str(runs / name), eval_every=0, **overrides), overwrite=True)
-    if not (runs / "armd_sbp" / "ckpt.pt").exists():
-        print("SBP fine-tuning armd ...", flush=True)
-        finetune_sbp(runs / "armd" / "ckpt.pt", runs / "armd_sbp", eval_every=0, overwrite=True, **SBP)
+def base_run(name: str, seed: int, compare_runs: Path, runs: Path) -> Path:
+    """The checkpoint of base run ``name`` (a compare variant) for ``seed``: compare's if it is there and
+    finished, else trained (or reused) in ``runs``."""
+    overrides = dict(preset="tiny", data="shakespeare", max_steps=STEPS, eval_every=0, seed=seed, **BASE[name])
+    cfg = TrainConfig.from_preset(out=str(compare_runs / f"shakespeare-{name}-s{seed}"), **overrides)
+    if (Path(cfg.out) / "ckpt.pt").exists() and finished(cfg):
+        return Path(cfg.out) / "ckpt.pt"
+    cfg = TrainConfig.from_preset(out=str(runs / f"s{seed}" / name), **overrides)
+    print(f"training {cfg.out} ...", flush=True)
+    train_or_reuse(cfg)
+    return Path(cfg.out) / "ckpt.pt"
+
+
+def ensure_trained(seed: int, compare_runs: Path, runs: Path) -> dict[str, Path]:
+    """{model name: checkpoint} of one seed: the three base runs, SBP fine-tuning and its control."""
+    ckpts = {name: base_run(name, seed, compare_runs, runs) for name in BASE}
+    for name, extra in (("armd_sbp", {}), ("armd_more", CONTROL)):
+        out = runs / f"s{seed}" / name
+        if not (out / "ckpt.pt").exists():
+            print(f"fine-tuning {out} ...", flush=True)
+            finetune_sbp(ckpts["armd-rho4"], out, eval_every=0, overwrite=True, **EXTRA, **extra)
+        ckpts[name] = out / "ckpt.pt"
+    return ckpts
 
 
 def sample_all(fn, samples: int, batch: int, seed: int):
@@ -75,56 +97,73 @@ def sample_all(fn, samples: int, batch: int, seed: int):
     return torch.cat(parts), calls, seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", default="runs/table2", help="run directory (checkpoints reused)")
-    parser.add_argument("--samples", type=int, default=128, help="samples per method")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    runs = Path(args.runs)
-    print(machine_info())
-    ensure_trained(runs)
-    models = {name: load_model(runs / name / "ckpt.pt")[0] for name in ("ar", "mdm", "armd", "armd_sbp", "judge")}
-    n = models["ar"].cfg.max_len
-    judge = ARJudge(models["judge"])
-    data = load_data("shakespeare")
-    real = data.eval_windows(n, args.samples)
-
+def methods_of(models: dict, n: int) -> dict:
     methods = {"AR": lambda b, g: sample_ar(models["ar"], n, b, generator=g)}
     for T in (n, n // 2, n // 4):
         methods[f"MDM, T={T}"] = lambda b, g, T=T: sample_mdm(models["mdm"], n, b, steps=T, generator=g)
-    for name, label in (("armd", "ARMD (progressive)"), ("armd_sbp", "ARMD + SBP fine-tuning")):
+    for name, label in (("armd-rho4", "ARMD (progressive)"), ("armd_more", "ARMD + 400 progressive steps (control)"),
+                        ("armd_sbp", "ARMD + SBP fine-tuning")):
         for S in (1, 2, 4):
             methods[f"{label}, S={S}"] = lambda b, g, m=models[name], S=S: generate(m, n, b, streams=S, generator=g)
+    return methods
 
-    rows = [{"method": "data (held-out windows)", "calls": None, "seconds": None, **vars(measure(real, judge))}]
-    for name, fn in methods.items():
-        tokens, calls, seconds = sample_all(fn, args.samples, args.batch, args.seed)
-        q = measure(tokens, judge)
-        rows.append({"method": name, "calls": calls, "seconds": seconds, **vars(q)})
-        print(f"{name}: {calls} calls, {seconds:.1f} s, {q.describe()}", flush=True)
 
-    protocol = rows[0]["protocol"]  # measure's default, "bos": see quality.py
-    print(f"\nN = {n} characters, {args.samples} samples per method, judge: AR L6 width 192 "
-          f"({models['judge'].num_params() / 1e6:.2f}M parameters), gen. ppl protocol {protocol!r}\n")
+def spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else \
+        f"{values[0]:.3f} (1 seed)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="runs/table2", help="runs that compare does not hold (reused)")
+    parser.add_argument("--compare-runs", default="benchmarks/compare/runs", help="compare's runs, reused")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (>= 3 for a spread)")
+    parser.add_argument("--samples", type=int, default=128, help="samples per method and seed")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--sample-seed", type=int, default=0, help="the samplers' generator")
+    args = parser.parse_args()
+    runs, compare_runs = Path(args.runs), Path(args.compare_runs)
+    print(machine_info())
+    if not (runs / "judge" / "ckpt.pt").exists():
+        print("training the judge ...", flush=True)
+        train_model(TrainConfig.from_preset(out=str(runs / "judge"), eval_every=0, **JUDGE), overwrite=True)
+    judge_model = load_model(runs / "judge" / "ckpt.pt")[0]
+    judge = ARJudge(judge_model)
+    data = load_data("shakespeare")
+    n = TrainConfig.from_preset("tiny").seq_len
+    real = measure(data.eval_windows(n, args.samples), judge)
+    windows = data.eval_windows(n, 1024)
+
+    rows, likelihood = {}, {}  # method -> [per-seed dict], model -> [per-seed nats]
+    for seed in args.seeds:
+        models = {name: load_model(path)[0] for name, path in ensure_trained(seed, compare_runs, runs).items()}
+        for name, fn in methods_of(models, n).items():
+            tokens, calls, seconds = sample_all(fn, args.samples, args.batch, args.sample_seed)
+            q = measure(tokens, judge)
+            rows.setdefault(name, []).append({"seed": seed, "calls": calls, "seconds": seconds, **vars(q)})
+            print(f"seed {seed}, {name}: {calls} calls, {seconds:.1f} s, {q.describe()}", flush=True)
+        for name in ("armd-rho4", "armd_more", "armd_sbp"):
+            likelihood.setdefault(name, []).append(estimate(models[name], windows, "l2r").nats)
+
+    protocol = real.protocol
+    print(f"\nN = {n} characters, {args.samples} samples per method and seed, seeds {args.seeds}; judge: AR L6 "
+          f"width 192 ({judge_model.num_params() / 1e6:.2f}M parameters), gen. ppl protocol {protocol!r}; cells: "
+          f"mean ± std over seeds [s.e. over samples, mean over seeds]\n")
     print(f"| method | network calls | gen. ppl (judge, {protocol}) | entropy (nats) | rep-4 | seconds |")
     print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        calls = "" if r["calls"] is None else str(r["calls"])
-        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        print(f"| {r['method']} | {calls} | {r['gen_ppl']:.3f} ± {r['gen_ppl_se']:.3f} | {r['entropy']:.3f} | "
-              f"{r['rep'][4]:.3f} | {secs} |")
-
-    # the likelihood side of the trade: does SBP fine-tuning cost exact left-to-right NLL?
-    windows = data.eval_windows(n, 128)
-    print("\nValidation likelihood on 128 held-out windows (nats/char):\n")
-    likelihoods = {}
-    for name, protocol in (("ar", "l2r"), ("armd", "l2r"), ("armd_sbp", "l2r"), ("judge", "l2r"), ("mdm", "nelbo")):
-        est = estimate(models[name], windows, protocol, draws=4, seed=args.seed)
-        likelihoods[name] = vars(est)
-        print(f"- {name}: {est.describe()}")
-    (runs / "table2.json").write_text(json.dumps({"rows": rows, "likelihoods": likelihoods}, indent=1))
+    print(f"| data (held-out windows) |  | {real.gen_ppl:.3f} [{real.gen_ppl_se:.3f}] | {real.entropy:.3f} | "
+          f"{real.rep[4]:.3f} |  |")
+    for name, per_seed in rows.items():
+        se = statistics.mean(r["gen_ppl_se"] for r in per_seed)
+        print(f"| {name} | {per_seed[0]['calls']} | {spread([r['gen_ppl'] for r in per_seed])} [{se:.3f}] | "
+              f"{spread([r['entropy'] for r in per_seed])} | {statistics.mean(r['rep'][4] for r in per_seed):.3f} | "
+              f"{statistics.mean(r['seconds'] for r in per_seed):.1f} |")
+    print(f"\nExact left-to-right NLL on the first {len(windows)} held-out windows (nats/char), mean ± std over seeds:\n")
+    for name, nats in likelihood.items():
+        print(f"- {name}: {spread(nats)} (per seed {', '.join(f'{x:.4f}' for x in nats)})")
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "table2.json").write_text(json.dumps({"seeds": args.seeds, "data": vars(real), "rows": rows,
+                                                  "likelihood": likelihood}, indent=1))
 
 
 if __name__ == "__main__":

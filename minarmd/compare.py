@@ -7,7 +7,7 @@ protocol (``evaluate.py``).
     python -m minarmd.compare --experiment table       # shakespeare + markov (a known true NLL)
     python -m minarmd.compare --experiment copy        # sanity run: copy task, L=4, L2s=2, T=8
     python -m minarmd.compare --experiment l2s         # L2s in {L/4, L/2, L} at equal steps
-    python -m minarmd.compare --experiment pe_init     # ARMD's PE init: 1/sqrt(d_pe) vs 0.02
+    python -m minarmd.compare --experiment pe_init     # ARMD's PE init: random (std 1/sqrt(64), 0.02) vs neighbours
 
 Every variant is trained once per ``--seeds`` (default 0 1 2; a seed is never picked for its
 result) and scored on the first 1024 held-out windows (``--eval-windows``; all when fewer). A cell reads
@@ -47,18 +47,22 @@ COLUMNS = ("l2r", "random", "mask", "nelbo")
 TEXTS = ("shakespeare", "bible", "python")  # verse, prose, code
 
 
-def variants(experiment: str, seq_len: int) -> dict[str, dict]:
-    """{variant name: TrainConfig overrides} of an experiment (the data sets are chosen apart)."""
+def variants(experiment: str, shape: TrainConfig) -> dict[str, dict]:
+    """{variant name: TrainConfig overrides} of an experiment on the preset ``shape`` (data sets are chosen
+    apart). A variant equal to another experiment's has its name, so the two share their runs."""
     armd = lambda rho: {f"armd-rho{rho}": dict(model="armd", rho=rho)}  # noqa: E731
+    N, L = shape.seq_len, shape.n_layer
     if experiment in ("table1", "table"):
-        return {"ar": dict(model="ar"), "mdm": dict(model="mdm"), **armd(4), **armd(seq_len)}
+        return {"ar": dict(model="ar"), "mdm": dict(model="mdm"), **armd(4), **armd(N)}
     if experiment == "rho":  # 0, the paper's ~3 %, 25 %, 100 % of N = 128
         return {"ar": dict(model="ar"), "mdm": dict(model="mdm"),
-                **{k: v for rho in (0, 4, seq_len // 4, seq_len) for k, v in armd(rho).items()}}
-    if experiment == "l2s":
-        return {f"armd-l2s{l2s}": dict(model="armd", n_layer=4, n_two_stream=l2s) for l2s in (1, 2, 4)}
-    if experiment == "pe_init":  # 0.125 = 1/sqrt(64), the unit-scale start
-        return {f"armd-pe{std}": dict(model="armd", pe_init_std=std) for std in (0.125, 0.02)}
+                **{k: v for rho in (0, 4, N // 4, N) for k, v in armd(rho).items()}}
+    if experiment == "l2s":  # L2s in {L/4, L/2 (the default: table1's armd-rho4), L}
+        return {f"armd-l2s{max(1, L // 4)}": dict(model="armd", rho=4, n_two_stream=max(1, L // 4)), **armd(4),
+                f"armd-l2s{L}": dict(model="armd", rho=4, n_two_stream=L)}
+    if experiment == "pe_init":  # PE's start: unit-scale random (1/sqrt(64)), near-zero random, the neighbours
+        return {"armd-pe-random-0.125": dict(model="armd", rho=4, pe_init="random", pe_init_std=0.125),
+                "armd-pe-random-0.02": dict(model="armd", rho=4, pe_init="random", pe_init_std=0.02), **armd(4)}
     raise ValueError(f"unknown experiment {experiment!r}")
 
 
@@ -86,6 +90,13 @@ def finished(cfg: TrainConfig) -> bool:
     return record is not None and not _same_run(cfg, record["config"]) and record["summary"]["steps"] == cfg.max_steps
 
 
+def _forget(out: Path) -> None:
+    """Drop what a folder says about a finished run (summary, cached estimates, record) before it is trained
+    again: numbers of a run with another config (say, before a default changed) must not outlive it."""
+    for name in ("summary.json", "estimates.json", RECORD):
+        (out / name).unlink(missing_ok=True)
+
+
 def train_or_reuse(cfg: TrainConfig) -> dict:
     """Train ``cfg`` (its summary), reusing a finished run in ``cfg.out`` and resuming an interrupted one.
 
@@ -100,13 +111,18 @@ def train_or_reuse(cfg: TrainConfig) -> dict:
             return json.loads(summary_path.read_text()) if summary_path.exists() else record["summary"]
         if not differ and saved["step"] < cfg.max_steps:
             print(f"resuming {out} from step {saved['step']}")
+            _forget(out)
             summary = train_model(cfg, resume=True)
         else:
             print(f"retraining {out}: " + (f"its config differs in {differ}" if differ else "no summary.json"))
+            _forget(out)
             summary = train_model(cfg, overwrite=True)
     elif record and not _same_run(cfg, record["config"]) and record["summary"]["steps"] == cfg.max_steps:
         return record["summary"]
     else:
+        if record:
+            print(f"retraining {out}: its {RECORD} holds another config ({_same_run(cfg, record['config'])})")
+        _forget(out)
         summary = train_model(cfg, overwrite=True)
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
@@ -118,11 +134,13 @@ def _estimate_key(cfg: TrainConfig, windows: torch.Tensor, draws: int, T: int) -
 
 def evaluate_run(model, cfg: TrainConfig, windows: torch.Tensor, draws: int, T: int) -> dict[str, Estimate]:
     """Every protocol of ``model`` (trained by ``cfg``), cached in ``cfg.out/estimates.json`` per setting
-    (read from ``record.json`` too; ``model`` may be None when the cache holds the setting)."""
+    (read from ``record.json`` too, when it records this config; ``model`` may be None when the cache holds
+    the setting)."""
     key = _estimate_key(cfg, windows, draws, T)
-    cache_path = Path(cfg.out) / "estimates.json"
+    cache_path, record = Path(cfg.out) / "estimates.json", _record(Path(cfg.out))
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    cache = {**(_record(Path(cfg.out)) or {}).get("estimates", {}), **cache}
+    if record is not None and not _same_run(cfg, record["config"]):
+        cache = {**record.get("estimates", {}), **cache}
     if key not in cache:
         if model is None:
             raise ValueError(f"{cfg.out} holds a record of its run but no ckpt.pt, and no estimates for {key}: "
@@ -321,7 +339,7 @@ def _run(args: argparse.Namespace, command: str) -> list[dict]:
     else:
         default = {"table1": list(TEXTS), "table": ["shakespeare", "markov"]}.get(args.experiment, ["shakespeare"])
         shape = TrainConfig.from_preset(args.preset)
-        table = variants(args.experiment, shape.seq_len)
+        table = variants(args.experiment, shape)
         unknown = set(args.variants or ()) - set(table)
         if unknown:
             raise ValueError(f"--variants {sorted(unknown)} are not in experiment {args.experiment!r}: choose from "

@@ -82,3 +82,38 @@ def test_unknown_variant_is_one_clear_error(fast_preset, tmp_path, capsys):
         compare.main(["--experiment", "table1", "--preset", "fast-test", "--variants", "gpt", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--variants ['gpt'] are not in experiment 'table1'" in capsys.readouterr().err
+
+
+def test_experiments_share_the_runs_they_have_in_common():
+    """A variant that two experiments both hold has one name, so its runs are trained once: L2s = L/2 and
+    the neighbours PE are table1's armd-rho4 (the default ARMD), not a second copy of it."""
+    shape = train_config.TrainConfig.from_preset("tiny")
+    table1 = compare.variants("table1", shape)
+    for experiment in ("rho", "l2s", "pe_init"):
+        assert compare.variants(experiment, shape)["armd-rho4"] == table1["armd-rho4"]
+    assert set(compare.variants("l2s", shape)) == {"armd-l2s1", "armd-rho4", "armd-l2s4"}  # L = 4
+    assert set(compare.variants("rho", shape)) >= {"armd-rho0", "armd-rho32", "armd-rho128"}  # N = 128
+    random_pe = compare.variants("pe_init", shape)["armd-pe-random-0.02"]
+    assert train_config.TrainConfig.from_preset("tiny", **random_pe).network_config(65).d_pe == 64
+
+
+@pytest.mark.parametrize("kept", ["record only", "record and checkpoint"])
+def test_a_retrained_run_is_evaluated_again(fast_preset, tmp_path, monkeypatch, kept):
+    """A run retrained because its config changed (a default changed, say) must not report the numbers of
+    the run it replaced: the old record's (or estimates.json's) cached estimates are dropped with it."""
+    argv = ["--experiment", "table1", "--preset", "fast-test", "--max-steps", "4", "--seeds", "0",
+            "--eval-windows", "6", "--draws", "2", "--out", str(tmp_path), "--variants", "armd-rho4",
+            "--data", "shakespeare"]
+    before = compare.main(argv)[0]["estimates"]["l2r"].nats
+    run = tmp_path / "runs" / "shakespeare-armd-rho4-s0"
+    if kept == "record only":
+        for name in ("ckpt.pt", "estimates.json", "summary.json"):
+            (run / name).unlink()
+    monkeypatch.setitem(train_config.PRESETS, "fast-test", {**FAST, "pe_init": "random"})  # another run now
+    after = compare.main(argv)[0]["estimates"]["l2r"].nats
+    record = json.loads((run / "record.json").read_text())
+    assert record["config"]["pe_init"] == "random" and after != before
+    fresh = compare.evaluate_run(None, train_config.TrainConfig.from_preset(
+        "fast-test", model="armd", rho=4, out=str(run), eval_every=0, seed=0, max_steps=4), *(
+        compare.load_data("shakespeare").eval_windows(32, 6), 2, 8))["l2r"].nats
+    assert fresh == after  # the record now holds this run's numbers
