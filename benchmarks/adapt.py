@@ -4,11 +4,13 @@ Char-level Shakespeare, the tiny shape (L 4, width 128, N = 128, batch 32), for 
 
   (a) ``gpt``      the GPT baseline, N_AR steps;
   (b) ``scratch``  ARMD from scratch, N_AR + K steps (the tiny curriculum as fractions of its length:
-                   left to right for the first 1/3, rho = 4 shuffled tokens reached at 3/4);
+                   left to right for the first 1/3, rho = 4 shuffled tokens reached at 3/4), with the PE
+                   init a fresh ARMD had when this study ran (``pe_init="random"``, d_pe 64; the default is
+                   now "neighbours", which gives a run from scratch much of the warm start: RESULTS.md §12);
   (c) ``adapt``    ARMD converted from (a) (``adapt.armd_from_gpt``) + K steps, the same curriculum
                    fractions over its K steps, warm-up K/10, the new PE table alone for the first
                    ``--freeze`` steps; PE initialised as "neighbours" (d_pe = N + 1 = 129);
-  (c') ``adaptrandom``  the same with the PE table drawn N(0, 0.02) (d_pe 64, as from scratch);
+  (c') ``adaptrandom``  the same with the PE table drawn N(0, 0.02) (d_pe 64, as (b));
   (c'') ``adaptN``  (c) for the largest K with rho = N = 128: every order uniformly random after the ramp;
   (a') ``gptN``    the GPT trained for N_AR + max(K) steps instead (what the same steps buy a GPT);
   (m) ``mdm``      the MDM baseline, N_AR + max(K) steps;

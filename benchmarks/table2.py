@@ -146,9 +146,10 @@ def main() -> None:
             likelihood.setdefault(name, []).append(estimate(models[name], windows, "l2r").nats)
 
     protocol = real.protocol
-    print(f"\nN = {n} characters, {args.samples} samples per method and seed, seeds {args.seeds}; judge: AR L6 "
-          f"width 192 ({judge_model.num_params() / 1e6:.2f}M parameters), gen. ppl protocol {protocol!r}; cells: "
-          f"mean ± std over seeds [s.e. over samples, mean over seeds]\n")
+    jc = judge_model.cfg
+    print(f"\nN = {n} characters, {args.samples} samples per method and seed, seeds {args.seeds}; judge: AR "
+          f"L{jc.n_layer} width {jc.n_embd} ({judge_model.num_params() / 1e6:.2f}M parameters), gen. ppl protocol "
+          f"{protocol!r}; cells: mean ± std over seeds [s.e. over samples, mean over seeds]\n")
     print(f"| method | network calls | gen. ppl (judge, {protocol}) | entropy (nats) | rep-4 | seconds |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| data (held-out windows) |  | {real.gen_ppl:.3f} [{real.gen_ppl_se:.3f}] | {real.entropy:.3f} | "

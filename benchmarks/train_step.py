@@ -20,6 +20,8 @@ breakdown of one step of each model.
 
 Run:  python benchmarks/train_step.py             (default, ~1.5 min on an idle 2-core CPU)
       python benchmarks/train_step.py --quick     (smoke run, a few seconds)
+      python benchmarks/train_step.py --tiny --l2s 1 --adamw   (the tiny preset's shape and batch, L2s = 1:
+                                                  the speed side of compare's L2s ablation)
       python benchmarks/train_step.py --profile   (also print where the time goes)
 """
 from __future__ import annotations
@@ -92,6 +94,8 @@ def profile_steps(steps: dict, rows: int = 14) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small model and batch: a smoke run")
+    ap.add_argument("--tiny", action="store_true", help="the tiny preset: L 4, d 128, 4 heads, N 128, batch 32")
+    ap.add_argument("--l2s", type=int, default=None, help="ARMD's two-stream layers (default L/2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 15, quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 2, quick 1)")
     ap.add_argument("--batch", type=int, default=None)
@@ -105,17 +109,21 @@ def main() -> None:
     if args.quick:
         size = dict(vocab_size=256, max_len=64, n_layer=4, n_head=2, n_embd=64)
         L2s, batch, repeats, warmup = 2, 4, 2, 1
+    elif args.tiny:  # the tiny preset on character-level Shakespeare (84 characters)
+        size = dict(vocab_size=84, max_len=128, n_layer=4, n_head=4, n_embd=128)
+        L2s, batch, repeats, warmup = 2, 32, 15, 2
     else:
         size = dict(vocab_size=256, max_len=256, n_layer=12, n_head=4, n_embd=256)
         L2s, batch, repeats, warmup = 6, 8, 15, 2
     batch = args.batch if args.batch is not None else batch
+    L2s = args.l2s if args.l2s is not None else L2s
     repeats = args.repeats if args.repeats is not None else repeats
     warmup = args.warmup if args.warmup is not None else warmup
     N, L = size["max_len"], size["n_layer"]
     k = args.k if args.k is not None else max(1, N // 32)
 
     print(machine_info())
-    print(f"benchmark: train_step {'--quick' if args.quick else ''}  (float32, forward + backward"
+    print(f"benchmark: train_step {' '.join(sys.argv[1:])}  (float32, forward + backward"
           f"{' + AdamW' if args.adamw else ', no optimiser step'})")
     print(f"torch.set_num_threads({args.threads}) -> torch.get_num_threads() = {torch.get_num_threads()}")
 

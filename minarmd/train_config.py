@@ -206,6 +206,10 @@ class TrainConfig:
 PRESETS = {
     # CPU, minutes: char-level Shakespeare, 0.8M parameters; curriculum i_ar = 1/3, i_perm = 3/4 of max_steps
     "tiny": {},
+    # CPU, 2-4 minutes: `python -m minarmd`'s run, the tiny shape tuned for the lowest held-out NLL in the time
+    # the job took with 600 tiny steps: 8 windows a step, lr 3e-3, 2200 steps (benchmarks/RESULTS.md §0.1,
+    # 3 seeds); the curriculum keeps the tiny preset's fractions
+    "quickstart": dict(batch_size=8, lr=3e-3, max_steps=2200),
     # CPU, 2-3 minutes: adapt a tiny GPT into an ARMD (--init-from-ar runs/gpt/ckpt.pt): the recipe measured in
     # benchmarks/RESULTS.md §12 -- 300 steps, the tiny curriculum's fractions (left to right for the first third,
     # rho reached at 3/4: steps 100 and 225), warm-up 10 %, the "neighbours" PE init (d_pe = N + 1), no frozen
