@@ -115,9 +115,12 @@ def non_finite_entries(state: dict) -> list[str]:
 
 @contextmanager
 def _finish_before_interrupt():
-    """Hold a Ctrl-C until the block ends, then raise it: a checkpoint write is never cut short.
+    """Hold a Ctrl-C until the block ends, then deliver it: a checkpoint write is never cut short.
+    Delivered means what Ctrl-C did before the block: Python's default raises KeyboardInterrupt, a
+    caller's handler is called, an ignored Ctrl-C (a ``nohup ... &`` run) stays ignored.
     (Signals reach only the main thread; elsewhere the block runs unprotected.)"""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):  # None: not set from Python
         yield
         return
     pending = []
@@ -133,7 +136,10 @@ def _finish_before_interrupt():
     finally:
         signal.signal(signal.SIGINT, previous)
     if pending:
-        raise KeyboardInterrupt
+        if callable(previous):  # Python's default_int_handler raises KeyboardInterrupt itself
+            previous(signal.SIGINT, None)
+        else:  # SIG_DFL: the process would have ended; end it the way Python reports a Ctrl-C
+            raise KeyboardInterrupt
 
 
 def _disk_full(err: BaseException) -> bool:

@@ -71,7 +71,8 @@ def test_two_concurrent_cli_runs_on_one_directory_one_refused(tmp_path):
             "--n-head", "2", "--seq-len", "16", "--batch-size", "2", "--max-steps", "100000", "--warmup", "1",
             "--ckpt-every", "1", "--eval-every", "0", "--out", str(tmp_path / "run")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C as in a terminal
     try:
         for _ in range(600):  # until the first run has saved a checkpoint
             if (tmp_path / "run" / "ckpt.pt").exists():
@@ -106,9 +107,16 @@ def test_flipped_bytes_inside_a_checkpoint_are_refused(tmp_path):
         load_checkpoint(path)
 
 
-def test_ctrl_c_during_a_write_finishes_it_then_raises(tmp_path, monkeypatch):
-    path = tmp_path / "c.pt"
-    save_checkpoint(path, {"step": 1})
+@pytest.fixture
+def ctrl_c(request):
+    """Ctrl-C's handler for one test (default: Python's, as in a terminal; a test runner started in the
+    background, ``nohup pytest &``, inherits Ctrl-C ignored), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, getattr(request, "param", signal.default_int_handler))
+    yield signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_mid_write(monkeypatch):
     real_save = torch.save
 
     def interrupted_save(obj, f):
@@ -116,13 +124,34 @@ def test_ctrl_c_during_a_write_finishes_it_then_raises(tmp_path, monkeypatch):
         real_save(obj, f)
 
     monkeypatch.setattr(checkpoint_module.torch, "save", interrupted_save)
+
+
+def test_ctrl_c_during_a_write_finishes_it_then_raises(tmp_path, monkeypatch, ctrl_c):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 1})
+    _ctrl_c_mid_write(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"step": 2})
     assert load_checkpoint(path)["step"] == 2 and not (tmp_path / "c.pt.tmp").exists()  # written, complete
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
 
 
-def test_ctrl_c_during_a_training_checkpoint_saves_once_and_says_so(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("ctrl_c", [signal.SIG_IGN], indirect=True)
+def test_an_ignored_ctrl_c_stays_ignored_during_a_write(tmp_path, monkeypatch, ctrl_c):
+    _ctrl_c_mid_write(monkeypatch)
+    save_checkpoint(tmp_path / "c.pt", {"step": 2})  # a `nohup ... &` run: Ctrl-C never stops it
+    assert load_checkpoint(tmp_path / "c.pt")["step"] == 2 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_callers_ctrl_c_handler_runs_once_after_the_write(tmp_path, monkeypatch, ctrl_c):
+    calls = []
+    signal.signal(signal.SIGINT, lambda signum, frame: calls.append(load_checkpoint(tmp_path / "c.pt")["step"]))
+    _ctrl_c_mid_write(monkeypatch)
+    save_checkpoint(tmp_path / "c.pt", {"step": 2})  # the caller's handler decides: here it does not raise
+    assert calls == [2]  # once, and only after the file was complete
+
+
+def test_ctrl_c_during_a_training_checkpoint_saves_once_and_says_so(tmp_path, monkeypatch, capsys, ctrl_c):
     calls, real_save = [], torch.save
 
     def save_with_ctrl_c(obj, f):
