@@ -41,14 +41,14 @@ from pathlib import Path
 
 import torch
 
-from minarmd.checkpoint import load_model
+from minarmd.checkpoint import load_checkpoint, load_model
 from minarmd.compare import finished, train_or_reuse
 from minarmd.data import load_data
 from minarmd.evaluate import estimate
 from minarmd.quality import ARJudge, measure
 from minarmd.sampler import generate, sample_ar, sample_mdm
 from minarmd.train_config import TrainConfig
-from minarmd.training import finetune_sbp, train_model
+from minarmd.training import finetune_sbp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import machine_info  # noqa: E402
@@ -78,11 +78,19 @@ def ensure_trained(seed: int, compare_runs: Path, runs: Path) -> dict[str, Path]
     ckpts = {name: base_run(name, seed, compare_runs, runs) for name in BASE}
     for name, extra in (("armd_sbp", {}), ("armd_more", CONTROL)):
         out = runs / f"s{seed}" / name
-        if not (out / "ckpt.pt").exists():
+        if not _complete(out / "ckpt.pt"):  # missing, or cut short (then fine-tuned again from the start)
             print(f"fine-tuning {out} ...", flush=True)
             finetune_sbp(ckpts["armd-rho4"], out, eval_every=0, overwrite=True, **EXTRA, **extra)
         ckpts[name] = out / "ckpt.pt"
     return ckpts
+
+
+def _complete(ckpt: Path) -> bool:
+    """Whether ``ckpt`` is a run that reached its max_steps (not one saved mid-run and interrupted)."""
+    if not ckpt.exists():
+        return False
+    saved = load_checkpoint(ckpt)
+    return saved["step"] == saved["config"]["max_steps"]
 
 
 def sample_all(fn, samples: int, batch: int, seed: int):
@@ -124,9 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     runs, compare_runs = Path(args.runs), Path(args.compare_runs)
     print(machine_info())
-    if not (runs / "judge" / "ckpt.pt").exists():
-        print("training the judge ...", flush=True)
-        train_model(TrainConfig.from_preset(out=str(runs / "judge"), eval_every=0, **JUDGE), overwrite=True)
+    print("the judge (trained, or resumed, if it is not finished) ...", flush=True)
+    train_or_reuse(TrainConfig.from_preset(out=str(runs / "judge"), eval_every=0, **JUDGE))
     judge_model = load_model(runs / "judge" / "ckpt.pt")[0]
     judge = ARJudge(judge_model)
     data = load_data("shakespeare")

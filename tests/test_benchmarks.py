@@ -140,3 +140,13 @@ def test_gpu_adapt_smoke_on_cpu():
     skipped = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_adapt.py")], capture_output=True,
                              text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert skipped.returncode == 0 and "skipped" in skipped.stdout
+
+
+def test_table2_reuses_only_finished_fine_tuning(tmp_path):
+    """A fine-tuning run cut short (its last checkpoint below max_steps) is redone, never sampled as if done."""
+    from minarmd.checkpoint import save_checkpoint
+    table2 = _load_benchmark("table2")
+    assert not table2._complete(tmp_path / "missing" / "ckpt.pt")
+    save_checkpoint(tmp_path / "cut" / "ckpt.pt", {"step": 200, "config": {"max_steps": 400}})
+    save_checkpoint(tmp_path / "done" / "ckpt.pt", {"step": 400, "config": {"max_steps": 400}})
+    assert not table2._complete(tmp_path / "cut" / "ckpt.pt") and table2._complete(tmp_path / "done" / "ckpt.pt")
