@@ -36,7 +36,9 @@ import torch.nn.functional as F
 
 import minarmd
 from minarmd import ARMD, ARMDConfig, Transformer, TransformerConfig
+from minarmd.data import load_data
 from minarmd.permutation import shuffle_k
+from minarmd.train_config import TrainConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import fmt_ms, load_average, machine_info, median_time  # noqa: E402
@@ -94,7 +96,7 @@ def profile_steps(steps: dict, rows: int = 14) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small model and batch: a smoke run")
-    ap.add_argument("--tiny", action="store_true", help="the tiny preset: L 4, d 128, 4 heads, N 128, batch 32")
+    ap.add_argument("--tiny", action="store_true", help="the tiny preset's shape and batch (L 4, d 128, 4 heads, N 128, batch 32)")
     ap.add_argument("--l2s", type=int, default=None, help="ARMD's two-stream layers (default L/2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 15, quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 2, quick 1)")
@@ -109,9 +111,11 @@ def main() -> None:
     if args.quick:
         size = dict(vocab_size=256, max_len=64, n_layer=4, n_head=2, n_embd=64)
         L2s, batch, repeats, warmup = 2, 4, 2, 1
-    elif args.tiny:  # the tiny preset on character-level Shakespeare (84 characters)
-        size = dict(vocab_size=84, max_len=128, n_layer=4, n_head=4, n_embd=128)
-        L2s, batch, repeats, warmup = 2, 32, 15, 2
+    elif args.tiny:  # the tiny preset's shape and batch, on character-level Shakespeare's vocabulary
+        tiny = TrainConfig.from_preset("tiny")
+        size = dict(vocab_size=load_data("shakespeare").vocab_size, max_len=tiny.seq_len, n_layer=tiny.n_layer,
+                    n_head=tiny.n_head, n_embd=tiny.n_embd)
+        L2s, batch, repeats, warmup = tiny.n_layer // 2, tiny.batch_size, 15, 2  # L2s: ARMD's default L/2
     else:
         size = dict(vocab_size=256, max_len=256, n_layer=12, n_head=4, n_embd=256)
         L2s, batch, repeats, warmup = 6, 8, 15, 2
