@@ -117,3 +117,24 @@ def test_a_retrained_run_is_evaluated_again(fast_preset, tmp_path, monkeypatch, 
         "fast-test", model="armd", rho=4, out=str(run), eval_every=0, seed=0, max_steps=4), *(
         compare.load_data("shakespeare").eval_windows(32, 6), 2, 8))["l2r"].nats
     assert fresh == after  # the record now holds this run's numbers
+
+
+def test_ablation_gaps_are_paired_against_the_default_armd():
+    """Without AR/MDM rows (l2s, pe_init) each ARMD variant is compared with the default ARMD, per protocol,
+    paired by seed on shared windows; with AR and MDM present they stay the references; alone, no table."""
+    from minarmd.evaluate import Estimate
+
+    def row(seed, l2r, random_order):
+        est = lambda p, v: Estimate(p, v, 0.0, 1, per_window=(v - 0.1, v + 0.1))  # noqa: E731
+        return {"seed": seed, "estimates": {"l2r": est("l2r", l2r), "random": est("random", random_order)}}
+
+    base = [row(s, 2.0, 3.0) for s in range(3)]
+    wider = [row(s, 2.0 * f, 3.0 * f) for s, f in zip(range(3), (1.01, 1.02, 1.03))]  # +1, +2, +3 %
+    text = compare.format_gaps({("verse", "armd-wide"): wider, ("verse", "armd-rho4"): base})
+    assert "| verse | armd-wide: exact NLL l2r vs armd-rho4 | +2.00 ± 1.00 [0.00] (3 seeds) |" in text
+    assert "| verse | armd-wide: NELBO random orders vs armd-rho4 | +2.00 ± 1.00 [0.00] (3 seeds) |" in text
+    assert "armd-rho4: exact NLL l2r vs armd-rho4" not in text  # the baseline is not compared with itself
+    assert compare.format_gaps({("verse", "armd-rho4"): base}) == ""
+    ar = [{"seed": s, "estimates": {"l2r": Estimate("l2r", 1.0, 0.0, 1, per_window=(0.9, 1.1))}} for s in range(3)]
+    with_ar = compare.format_gaps({("verse", "ar"): ar, ("verse", "armd-wide"): wider, ("verse", "armd-rho4"): base})
+    assert "armd-wide: exact NLL l2r vs AR" in with_ar and "vs armd-rho4" not in with_ar
