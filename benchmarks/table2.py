@@ -27,6 +27,7 @@ the three ARMDs on 1024 held-out windows: what SBP costs or buys in likelihood.
 
 Run:  python benchmarks/table2.py                  (trains what is missing: ~2 h on 2 CPU cores from nothing)
       python benchmarks/table2.py --seeds 0        (one seed: a quick look, not a result)
+      python benchmarks/table2.py --from-record benchmarks/table2.json   (reprint the committed tables, seconds)
 Checkpoints found are reused; delete them to retrain.
 """
 from __future__ import annotations
@@ -121,6 +122,27 @@ def spread(values: list[float]) -> str:
         f"{values[0]:.3f} (1 seed)"
 
 
+def print_tables(record: dict) -> None:
+    """The two tables of a record (what ``main`` measured, or ``--from-record``'s committed file)."""
+    real, rows, likelihood = record["data"], record["rows"], record["likelihood"]
+    print(f"\nN = {record['n']} characters, {record['samples']} samples per method and seed, seeds "
+          f"{record['seeds']}; judge: {record['judge']}, gen. ppl protocol {real['protocol']!r}; cells: mean ± std "
+          f"over seeds [s.e. over samples, mean over seeds]\n")
+    print(f"| method | network calls | gen. ppl (judge, {real['protocol']}) | entropy (nats) | rep-4 | seconds |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| data (held-out windows) |  | {real['gen_ppl']:.3f} [{real['gen_ppl_se']:.3f}] | {real['entropy']:.3f} | "
+          f"{real['rep']['4']:.3f} |  |")
+    for name, per_seed in rows.items():
+        se = statistics.mean(r["gen_ppl_se"] for r in per_seed)
+        print(f"| {name} | {per_seed[0]['calls']} | {spread([r['gen_ppl'] for r in per_seed])} [{se:.3f}] | "
+              f"{spread([r['entropy'] for r in per_seed])} | {statistics.mean(r['rep']['4'] for r in per_seed):.3f} | "
+              f"{statistics.mean(r['seconds'] for r in per_seed):.1f} |")
+    print(f"\nExact left-to-right NLL on the first {record['windows']} held-out windows (nats/char), mean ± std "
+          f"over seeds:\n")
+    for name, nats in likelihood.items():
+        print(f"- {name}: {spread(nats)} (per seed {', '.join(f'{x:.4f}' for x in nats)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="runs/table2", help="runs that compare does not hold (reused)")
@@ -129,7 +151,23 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=128, help="samples per method and seed")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--sample-seed", type=int, default=0, help="the samplers' generator")
+    parser.add_argument("--record", default=None, help="where to write the measured numbers (default RUNS/table2.json)")
+    parser.add_argument("--from-record", default=None, metavar="JSON",
+                        help="print the tables of a saved record (e.g. benchmarks/table2.json) and train nothing")
     args = parser.parse_args()
+    if args.from_record:
+        path = Path(args.from_record)
+        try:
+            record = json.loads(path.read_text())
+            missing = {"measured", "seeds", "n", "samples", "judge", "windows", "data", "rows", "likelihood"} - set(record)
+        except (OSError, ValueError, TypeError) as err:
+            missing = f"{type(err).__name__}: {err}"
+        if missing:
+            sys.exit(f"--from-record {path}: not a record written by table2.py (missing: {missing}); run "
+                     f"`python benchmarks/table2.py` to measure one")
+        print(f"{path}: measured {record['measured']}")
+        print_tables(record)
+        return
     runs, compare_runs = Path(args.runs), Path(args.compare_runs)
     print(machine_info())
     print("the judge (trained, or resumed, if it is not finished) ...", flush=True)
@@ -152,26 +190,17 @@ def main() -> None:
         for name in ("armd-rho4", "armd_more", "armd_sbp"):
             likelihood.setdefault(name, []).append(estimate(models[name], windows, "l2r").nats)
 
-    protocol = real.protocol
     jc = judge_model.cfg
-    print(f"\nN = {n} characters, {args.samples} samples per method and seed, seeds {args.seeds}; judge: AR "
-          f"L{jc.n_layer} width {jc.n_embd} ({judge_model.num_params() / 1e6:.2f}M parameters), gen. ppl protocol "
-          f"{protocol!r}; cells: mean ± std over seeds [s.e. over samples, mean over seeds]\n")
-    print(f"| method | network calls | gen. ppl (judge, {protocol}) | entropy (nats) | rep-4 | seconds |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| data (held-out windows) |  | {real.gen_ppl:.3f} [{real.gen_ppl_se:.3f}] | {real.entropy:.3f} | "
-          f"{real.rep[4]:.3f} |  |")
-    for name, per_seed in rows.items():
-        se = statistics.mean(r["gen_ppl_se"] for r in per_seed)
-        print(f"| {name} | {per_seed[0]['calls']} | {spread([r['gen_ppl'] for r in per_seed])} [{se:.3f}] | "
-              f"{spread([r['entropy'] for r in per_seed])} | {statistics.mean(r['rep'][4] for r in per_seed):.3f} | "
-              f"{statistics.mean(r['seconds'] for r in per_seed):.1f} |")
-    print(f"\nExact left-to-right NLL on the first {len(windows)} held-out windows (nats/char), mean ± std over seeds:\n")
-    for name, nats in likelihood.items():
-        print(f"- {name}: {spread(nats)} (per seed {', '.join(f'{x:.4f}' for x in nats)})")
-    runs.mkdir(parents=True, exist_ok=True)
-    (runs / "table2.json").write_text(json.dumps({"seeds": args.seeds, "data": vars(real), "rows": rows,
-                                                  "likelihood": likelihood}, indent=1))
+    record = {"measured": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine_info(), "seeds": args.seeds,
+              "n": n, "samples": args.samples, "sample_seed": args.sample_seed, "windows": len(windows),
+              "judge": f"AR L{jc.n_layer} width {jc.n_embd} ({judge_model.num_params() / 1e6:.2f}M parameters)",
+              "data": vars(real), "rows": rows, "likelihood": likelihood}
+    record = json.loads(json.dumps(record))  # the form it is saved in (rep's keys become strings)
+    path = Path(args.record) if args.record else runs / "table2.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    print_tables(record)
+    print(f"\nrecord: {path} (reprint: python benchmarks/table2.py --from-record {path})")
 
 
 if __name__ == "__main__":

@@ -150,3 +150,22 @@ def test_table2_reuses_only_finished_fine_tuning(tmp_path):
     save_checkpoint(tmp_path / "cut" / "ckpt.pt", {"step": 200, "config": {"max_steps": 400}})
     save_checkpoint(tmp_path / "done" / "ckpt.pt", {"step": 400, "config": {"max_steps": 400}})
     assert not table2._complete(tmp_path / "cut" / "ckpt.pt") and table2._complete(tmp_path / "done" / "ckpt.pt")
+
+
+def test_table2_reprints_its_committed_record(tmp_path):
+    """RESULTS §7's tables come back from benchmarks/table2.json in seconds: every row, each cell the mean over
+    the record's seeds; a file that is not a record gets one error naming --from-record."""
+    def reprint(path):
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "table2.py"), "--from-record", str(path)],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    record = json.loads((ROOT / "benchmarks" / "table2.json").read_text())
+    assert len(record["seeds"]) >= 3
+    out = reprint(ROOT / "benchmarks" / "table2.json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name, per_seed in record["rows"].items():
+        assert len(per_seed) == len(record["seeds"])
+        mean = sum(r["gen_ppl"] for r in per_seed) / len(per_seed)
+        assert re.search(rf"^\| {re.escape(name)} \| \d+ \| {mean:.3f} ± ", out.stdout, flags=re.M), name
+    (tmp_path / "bad.json").write_text("{}")
+    bad = reprint(tmp_path / "bad.json")
+    assert bad.returncode != 0 and "--from-record" in bad.stderr and "Traceback" not in bad.stderr
