@@ -47,10 +47,15 @@ COLUMNS = ("l2r", "random", "mask", "nelbo")
 TEXTS = ("shakespeare", "bible", "python")  # verse, prose, code
 
 
+def default_armd(rho: int) -> str:
+    """The name of the default ARMD at ``rho`` (neighbours PE, L2s = L/2): the run an ablation is compared with."""
+    return f"armd-rho{rho}"
+
+
 def variants(experiment: str, shape: TrainConfig) -> dict[str, dict]:
     """{variant name: TrainConfig overrides} of an experiment on the preset ``shape`` (data sets are chosen
     apart). A variant equal to another experiment's has its name, so the two share their runs."""
-    armd = lambda rho: {f"armd-rho{rho}": dict(model="armd", rho=rho)}  # noqa: E731
+    armd = lambda rho: {default_armd(rho): dict(model="armd", rho=rho)}  # noqa: E731
     N, L = shape.seq_len, shape.n_layer
     if experiment in ("table1", "table"):
         return {"ar": dict(model="ar"), "mdm": dict(model="mdm"), **armd(4), **armd(N)}
@@ -60,9 +65,12 @@ def variants(experiment: str, shape: TrainConfig) -> dict[str, dict]:
     if experiment == "l2s":  # L2s in {L/4, L/2 (the default: table1's armd-rho4), L}
         return {f"armd-l2s{max(1, L // 4)}": dict(model="armd", rho=4, n_two_stream=max(1, L // 4)), **armd(4),
                 f"armd-l2s{L}": dict(model="armd", rho=4, n_two_stream=L)}
-    if experiment == "pe_init":  # PE's start: unit-scale random (1/sqrt(64)), near-zero random, the neighbours
+    if experiment == "pe_init":  # PE's start: unit-scale random (1/sqrt(64)), near-zero random, the neighbours;
+        # at rho = 4 and, for any-order use, at rho = N (each compared with the neighbours run of its rho)
         return {"armd-pe-random-0.125": dict(model="armd", rho=4, pe_init="random", pe_init_std=0.125),
-                "armd-pe-random-0.02": dict(model="armd", rho=4, pe_init="random", pe_init_std=0.02), **armd(4)}
+                "armd-pe-random-0.02": dict(model="armd", rho=4, pe_init="random", pe_init_std=0.02), **armd(4),
+                f"{default_armd(N)}-pe-random-0.02": dict(model="armd", rho=N, pe_init="random", pe_init_std=0.02),
+                **armd(N)}
     raise ValueError(f"unknown experiment {experiment!r}")
 
 
@@ -234,10 +242,10 @@ def gap(rows: list[dict], protocol: str, ref_rows: list[dict], ref_protocol: str
     return {"mean": statistics.mean(rel), "std": _spread(rel), "se": statistics.mean(se), "seeds": len(rel)}
 
 
-def format_gaps(groups: dict[tuple[str, str], list[dict]], baseline: str = "armd-rho4") -> str:
+def format_gaps(groups: dict[tuple[str, str], list[dict]]) -> str:
     """ARMD against AR (left to right) and against MDM (random orders vs the MDM NELBO), per data set; where a
-    data set has neither (the ablations), each ARMD variant against the ``baseline`` ARMD under both
-    protocols. "" when there is nothing to compare."""
+    data set has neither (the ablations), each ARMD variant against the default ARMD of its rho
+    (``default_armd``) under both protocols. "" when there is nothing to compare."""
     lines = ["| data | comparison | gap, % (mean ± std over seeds [paired s.e. over windows]) |", "|---|---|---|"]
     for (data, variant), rows in groups.items():
         if _role(rows) != "any-order":
@@ -245,6 +253,7 @@ def format_gaps(groups: dict[tuple[str, str], list[dict]], baseline: str = "armd
         against = [(_reference(groups, data, role), proto, ref_proto, what) for role, proto, ref_proto, what in (
             ("exact", "l2r", "l2r", "exact NLL l2r vs AR"),
             ("bound", "random", "nelbo", "NELBO random orders vs MDM NELBO"))]
+        baseline = default_armd(rows[0]["rho"])
         if all(ref is None for ref, *_ in against) and variant != baseline and (data, baseline) in groups:
             against = [(groups[(data, baseline)], proto, proto, f"{name} vs {baseline}")
                        for proto, name in (("l2r", "exact NLL l2r"), ("random", "NELBO random orders"))]

@@ -93,6 +93,7 @@ def test_experiments_share_the_runs_they_have_in_common():
         assert compare.variants(experiment, shape)["armd-rho4"] == table1["armd-rho4"]
     assert set(compare.variants("l2s", shape)) == {"armd-l2s1", "armd-rho4", "armd-l2s4"}  # L = 4
     assert set(compare.variants("rho", shape)) >= {"armd-rho0", "armd-rho32", "armd-rho128"}  # N = 128
+    assert compare.variants("pe_init", shape)["armd-rho128"] == table1["armd-rho128"]  # rho = N, any-order
     random_pe = compare.variants("pe_init", shape)["armd-pe-random-0.02"]
     assert train_config.TrainConfig.from_preset("tiny", **random_pe).network_config(65).d_pe == 64
 
@@ -120,21 +121,28 @@ def test_a_retrained_run_is_evaluated_again(fast_preset, tmp_path, monkeypatch, 
 
 
 def test_ablation_gaps_are_paired_against_the_default_armd():
-    """Without AR/MDM rows (l2s, pe_init) each ARMD variant is compared with the default ARMD, per protocol,
-    paired by seed on shared windows; with AR and MDM present they stay the references; alone, no table."""
+    """Without AR/MDM rows (l2s, pe_init) each ARMD variant is compared with the default ARMD of its rho, per
+    protocol, paired by seed on shared windows; with AR and MDM present they stay the references; alone, no
+    table."""
     from minarmd.evaluate import Estimate
 
-    def row(seed, l2r, random_order):
+    def row(seed, l2r, random_order, rho=4):
         est = lambda p, v: Estimate(p, v, 0.0, 1, per_window=(v - 0.1, v + 0.1))  # noqa: E731
-        return {"seed": seed, "estimates": {"l2r": est("l2r", l2r), "random": est("random", random_order)}}
+        return {"seed": seed, "rho": rho, "estimates": {"l2r": est("l2r", l2r), "random": est("random", random_order)}}
 
     base = [row(s, 2.0, 3.0) for s in range(3)]
     wider = [row(s, 2.0 * f, 3.0 * f) for s, f in zip(range(3), (1.01, 1.02, 1.03))]  # +1, +2, +3 %
-    text = compare.format_gaps({("verse", "armd-wide"): wider, ("verse", "armd-rho4"): base})
+    any_order = [row(s, 2.5, 2.0, rho=128) for s in range(3)]
+    any_order_wide = [row(s, 2.5, 2.0 * 0.99, rho=128) for s in range(3)]  # -1 % under random orders
+    text = compare.format_gaps({("verse", "armd-wide"): wider, ("verse", "armd-rho4"): base,
+                                ("verse", "armd-rho128-wide"): any_order_wide, ("verse", "armd-rho128"): any_order})
     assert "| verse | armd-wide: exact NLL l2r vs armd-rho4 | +2.00 ± 1.00 [0.00] (3 seeds) |" in text
     assert "| verse | armd-wide: NELBO random orders vs armd-rho4 | +2.00 ± 1.00 [0.00] (3 seeds) |" in text
+    assert "| verse | armd-rho128-wide: NELBO random orders vs armd-rho128 | -1.00 ± 0.00 [0.00] (3 seeds) |" in text
     assert "armd-rho4: exact NLL l2r vs armd-rho4" not in text  # the baseline is not compared with itself
+    assert "armd-rho128-wide: exact NLL l2r vs armd-rho4" not in text  # nor a rho = N run with rho = 4
     assert compare.format_gaps({("verse", "armd-rho4"): base}) == ""
-    ar = [{"seed": s, "estimates": {"l2r": Estimate("l2r", 1.0, 0.0, 1, per_window=(0.9, 1.1))}} for s in range(3)]
+    ar = [{"seed": s, "rho": None, "estimates": {"l2r": Estimate("l2r", 1.0, 0.0, 1, per_window=(0.9, 1.1))}}
+          for s in range(3)]
     with_ar = compare.format_gaps({("verse", "ar"): ar, ("verse", "armd-wide"): wider, ("verse", "armd-rho4"): base})
     assert "armd-wide: exact NLL l2r vs AR" in with_ar and "vs armd-rho4" not in with_ar
