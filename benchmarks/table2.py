@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from minarmd.checkpoint import load_checkpoint, load_model
-from minarmd.compare import finished, train_or_reuse
+from minarmd.compare import default_armd, finished, train_or_reuse, variants
 from minarmd.data import load_data
 from minarmd.evaluate import estimate
 from minarmd.quality import ARJudge, measure
@@ -55,7 +55,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import machine_info  # noqa: E402
 
 STEPS = 1500  # compare's run length, so its Shakespeare runs are these runs
-BASE = {"ar": dict(model="ar"), "mdm": dict(model="mdm"), "armd-rho4": dict(model="armd", rho=4)}  # compare's names
+ARMD = default_armd(4)  # progressive ARMD at the paper's rho/N: compare's run of that name
+BASE = {name: overrides for name, overrides in variants("table1", TrainConfig.from_preset("tiny")).items()
+        if name in ("ar", "mdm", ARMD)}  # compare's variants, so its Shakespeare runs are these runs
 JUDGE = dict(model="ar", n_layer=6, n_head=6, n_embd=192, max_steps=2000, seed=11)
 EXTRA = dict(max_steps=400, streams=(1, 2, 4), lr=3e-4)  # SBP fine-tuning, and the control's length and lr
 CONTROL = dict(order="progressive", i_ar=0, i_perm=0)  # the base run's final orders (k = rho) from step 0
@@ -81,7 +83,7 @@ def ensure_trained(seed: int, compare_runs: Path, runs: Path) -> dict[str, Path]
         out = runs / f"s{seed}" / name
         if not _complete(out / "ckpt.pt"):  # missing, or cut short (then fine-tuned again from the start)
             print(f"fine-tuning {out} ...", flush=True)
-            finetune_sbp(ckpts["armd-rho4"], out, eval_every=0, overwrite=True, **EXTRA, **extra)
+            finetune_sbp(ckpts[ARMD], out, eval_every=0, overwrite=True, **EXTRA, **extra)
         ckpts[name] = out / "ckpt.pt"
     return ckpts
 
@@ -110,7 +112,7 @@ def methods_of(models: dict, n: int) -> dict:
     methods = {"AR": lambda b, g: sample_ar(models["ar"], n, b, generator=g)}
     for T in (n, n // 2, n // 4):
         methods[f"MDM, T={T}"] = lambda b, g, T=T: sample_mdm(models["mdm"], n, b, steps=T, generator=g)
-    for name, label in (("armd-rho4", "ARMD (progressive)"), ("armd_more", "ARMD + 400 progressive steps (control)"),
+    for name, label in ((ARMD, "ARMD (progressive)"), ("armd_more", "ARMD + 400 progressive steps (control)"),
                         ("armd_sbp", "ARMD + SBP fine-tuning")):
         for S in (1, 2, 4):
             methods[f"{label}, S={S}"] = lambda b, g, m=models[name], S=S: generate(m, n, b, streams=S, generator=g)
@@ -187,7 +189,7 @@ def main() -> None:
             q = measure(tokens, judge)
             rows.setdefault(name, []).append({"seed": seed, "calls": calls, "seconds": seconds, **vars(q)})
             print(f"seed {seed}, {name}: {calls} calls, {seconds:.1f} s, {q.describe()}", flush=True)
-        for name in ("armd-rho4", "armd_more", "armd_sbp"):
+        for name in (ARMD, "armd_more", "armd_sbp"):
             likelihood.setdefault(name, []).append(estimate(models[name], windows, "l2r").nats)
 
     jc = judge_model.cfg
